@@ -1,0 +1,1 @@
+"""Python client for the queue server's WebSocket protocol (PROTOCOL.md)."""

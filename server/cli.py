@@ -1,0 +1,168 @@
+"""The command line: python -m server {serve,migrate,admin,pins,version}."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import asyncpg
+import uvicorn
+
+from server import __version__, accounts, logs, migrations
+from server.config import Config, ConfigError
+from server.db import init_connection
+from server.embedded import EmbeddedPostgres
+
+T = TypeVar("T")
+
+
+@contextmanager
+def database(config: Config) -> Iterator[str]:
+    """A DSN: DATABASE_URL, or the embedded server (stopped again afterwards)."""
+    if config.database_url:
+        yield config.database_url
+        return
+    embedded = EmbeddedPostgres(config.data_dir)
+    try:
+        yield embedded.start()
+    finally:
+        embedded.stop()
+
+
+def with_connection(dsn: str, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    async def run() -> T:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await init_connection(conn)
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def cmd_serve(config: Config, ns: argparse.Namespace) -> int:
+    from server.app import create_app
+    from server.runner import uvicorn_config
+
+    host = ns.host or config.host
+    port = config.port if ns.port is None else ns.port
+    with database(config) as dsn:
+        async def prepare(conn: asyncpg.Connection) -> str | None:
+            await migrations.migrate(conn)
+            return await accounts.ensure_first_admin(conn, config.admin_username,
+                                                     config.admin_password)
+
+        generated = with_connection(dsn, prepare)
+        if generated:
+            print(f"First admin account '{config.admin_username}' created. "
+                  f"Password (shown once): {generated}", flush=True)
+        app = create_app(config, dsn=dsn)
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal
+        # into the previous handler; a no-op one lets us stop the embedded Postgres.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: None)
+        uvicorn.Server(uvicorn_config(app, host=host, port=port)).run()
+    return 0
+
+
+def cmd_migrate(config: Config, ns: argparse.Namespace) -> int:
+    with database(config) as dsn:
+        start, end = with_connection(dsn, lambda c: migrations.migrate(c, to=ns.to))
+    print(f"schema {start} -> {end}")
+    return 0
+
+
+def cmd_version(config: Config, ns: argparse.Namespace) -> int:
+    with database(config) as dsn:
+        current = with_connection(dsn, migrations.current_version)
+    print(f"app {__version__}")
+    print(f"schema {current} (this code knows {migrations.latest_known()})")
+    return 0
+
+
+def _password(ns: argparse.Namespace) -> tuple[str, bool]:
+    if ns.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+        if len(password) < 8:
+            raise ConfigError("the password needs at least 8 characters")
+        return password, False
+    return accounts.generate_password(), True
+
+
+def cmd_admin(config: Config, ns: argparse.Namespace) -> int:
+    password, generated = _password(ns)
+    with database(config) as dsn:
+        if ns.action == "add-staff":
+            with_connection(dsn, lambda c: accounts.create_staff(
+                c, ns.username, password, ns.clinic))
+            print(f"staff account '{ns.username}' created for clinic {ns.clinic}")
+        else:
+            with_connection(dsn, lambda c: accounts.reset_password(c, ns.username, password))
+            print(f"password of '{ns.username}' reset; its sessions are closed")
+    if generated:
+        print(f"password (shown once): {password}")
+    return 0
+
+
+def cmd_pins(config: Config, ns: argparse.Namespace) -> int:
+    with database(config) as dsn:
+        pins: dict[str, str] = with_connection(
+            dsn, lambda c: c.fetchval("SELECT mmc_rotate_pins(mmc_local_day(now()), NULL)"))
+    for clinic, pin in sorted(pins.items()):
+        print(f"{clinic:12} {pin}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m server", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the server (embedded Postgres by default)")
+    serve.add_argument("--host", help="override HOST")
+    serve.add_argument("--port", type=int, help="override PORT (0 picks a free port)")
+    serve.set_defaults(run=cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="apply pending migrations, or roll back")
+    migrate.add_argument("--to", type=int, help="target schema version (down scripts run)")
+    migrate.set_defaults(run=cmd_migrate)
+
+    version = sub.add_parser("version", help="print app and schema versions")
+    version.set_defaults(run=cmd_version)
+
+    admin = sub.add_parser("admin", help="manage staff and admin accounts")
+    admin_sub = admin.add_subparsers(dest="action", required=True)
+    add = admin_sub.add_parser("add-staff", help="create a staff account for one clinic")
+    add.add_argument("username")
+    add.add_argument("--clinic", required=True)
+    reset = admin_sub.add_parser("reset-password", help="set a new password")
+    reset.add_argument("username")
+    for action in (add, reset):
+        action.add_argument("--password-stdin", action="store_true",
+                            help="read the password from stdin (else one is generated)")
+    admin.set_defaults(run=cmd_admin)
+
+    pins = sub.add_parser("pins", help="print today's PINs (creating them if missing)")
+    pins.set_defaults(run=cmd_pins)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = parser().parse_args(argv)
+    try:
+        config = Config.from_env()
+        logs.configure(config.log_format, config.log_level)
+        run: Callable[[Config, argparse.Namespace], int] = ns.run
+        return run(config, ns)
+    except (ConfigError, migrations.SchemaError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        message: Any = getattr(exc, "message", None) or exc
+        print(f"error: {message}", file=sys.stderr)
+        return 1

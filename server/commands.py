@@ -1,0 +1,262 @@
+"""Every operation of PROTOCOL.md as one async function `(db, principal, args)`, each
+one transaction. Transports authenticate, parse and call `execute`; the rules live
+here and in schema/, once. Nothing here knows about sockets or the hub: the database's
+NOTIFY is the only road from a command to subscribers."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from server import accounts, auth, errors, settings
+from server.args import EXAM_TYPE, PIN, Args, normalise_patient_id
+from server.auth import Principal
+from server.db import Database
+
+Result = dict[str, Any]
+Handler = Callable[[Database, Principal, Args], Awaitable[Result]]
+
+ANYONE = frozenset({"anonymous", "patient", "staff", "admin"})
+PATIENT = frozenset({"patient"})
+STAFF = frozenset({"staff", "admin"})
+ADMIN = frozenset({"admin"})
+EVERYONE_SIGNED_IN = frozenset({"patient", "staff", "admin"})
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    roles: frozenset[str]
+    handler: Handler
+
+
+OPERATIONS: dict[str, Operation] = {}
+LOGIN_OPERATIONS = frozenset({"patient.login", "staff.login", "admin.login"})
+
+
+def operation(name: str, roles: frozenset[str]) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        OPERATIONS[name] = Operation(name, roles, handler)
+        return handler
+
+    return register
+
+
+async def execute(db: Database, principal: Principal, op: str, raw_args: Any) -> Result:
+    """Authorise and run one operation; raises errors.MMCError."""
+    found = OPERATIONS.get(op)
+    if found is None:
+        raise errors.BadRequest("unknown op")
+    if principal.role not in found.roles:
+        if principal.is_anonymous:
+            raise errors.Unauthorized()
+        raise errors.Forbidden()
+    return await found.handler(db, principal, Args(raw_args))
+
+
+def principal_from_login(result: Result) -> Principal:
+    """The identity a successful login op established (transports bind it)."""
+    if "patient" in result:
+        return Principal("patient", result["patient"]["patient_id"])
+    return Principal(result["role"], result["username"], result.get("clinic"))
+
+
+def staff_clinic(principal: Principal, args: Args) -> str:
+    """The clinic a staff/admin command acts on: staff only ever their own."""
+    if principal.role == "staff":
+        clinic = args.optional_clinic() or principal.clinic
+        if clinic != principal.clinic:
+            raise errors.Forbidden("not your clinic")
+        assert clinic is not None
+        return clinic
+    return args.clinic()
+
+
+# --- sessions -------------------------------------------------------------------------
+
+@operation("ping", ANYONE)
+async def ping(db: Database, principal: Principal, args: Args) -> Result:
+    return {}
+
+
+@operation("patient.login", ANYONE)
+async def patient_login(db: Database, principal: Principal, args: Args) -> Result:
+    patient_id, gender = args.patient_id(), args.gender()
+    now = db.now()
+    async with db.transaction() as conn:
+        patient = await conn.fetchval("SELECT mmc_patient_login($1, $2, $3)",
+                                      patient_id, gender, now)
+        token = await auth.create_session(conn, Principal("patient", patient_id), now)
+    return {"token": token, "patient": patient}
+
+
+async def _account_login(db: Database, args: Args, *, admin_only: bool) -> Result:
+    username, password = args.username(), args.password()
+    async with db.transaction() as conn:
+        row = await conn.fetchrow(
+            """SELECT username, password_hash, role, clinic_code FROM admins
+                WHERE username = $1 AND is_active""", username)
+    valid = await auth.verify_password(row["password_hash"] if row else None, password)
+    if row is None or not valid:
+        raise errors.Unauthorized("wrong username or password")
+    if admin_only and row["role"] != "admin":
+        raise errors.Forbidden("not an admin account")
+    principal = Principal(row["role"], row["username"], row["clinic_code"])
+    async with db.transaction() as conn:
+        token = await auth.create_session(conn, principal, db.now())
+    result: Result = {"token": token, "role": principal.role, "username": principal.subject}
+    if principal.clinic is not None:
+        result["clinic"] = principal.clinic
+    return result
+
+
+@operation("staff.login", ANYONE)
+async def staff_login(db: Database, principal: Principal, args: Args) -> Result:
+    return await _account_login(db, args, admin_only=False)
+
+
+@operation("admin.login", ANYONE)
+async def admin_login(db: Database, principal: Principal, args: Args) -> Result:
+    return await _account_login(db, args, admin_only=True)
+
+
+# --- routes and queues (patients) ------------------------------------------------------
+
+@operation("route.create", PATIENT)
+async def route_create(db: Database, principal: Principal, args: Args) -> Result:
+    exam_type = args.text("exam_type", pattern=EXAM_TYPE, max_len=32, what="exam type")
+    result: Result = await db.call("SELECT mmc_route_create($1, $2, $3)",
+                                   principal.subject, exam_type, db.now())
+    return result
+
+
+@operation("route.get", PATIENT)
+async def route_get(db: Database, principal: Principal, args: Args) -> Result:
+    result: Result = await db.call("SELECT mmc_route_get($1, $2)", principal.subject, db.now())
+    return result
+
+
+@operation("queue.enter", PATIENT)
+async def queue_enter(db: Database, principal: Principal, args: Args) -> Result:
+    clinic = args.clinic()
+    result: Result = await db.call("SELECT mmc_queue_enter($1, $2, $3)",
+                                   principal.subject, clinic, db.now())
+    return result
+
+
+@operation("queue.status", EVERYONE_SIGNED_IN)
+async def queue_status(db: Database, principal: Principal, args: Args) -> Result:
+    if principal.role == "patient":
+        result: Result = await db.call("SELECT mmc_patient_status($1, $2)",
+                                       principal.subject, db.now())
+    else:
+        result = await db.call("SELECT mmc_clinic_status($1, $2)",
+                               staff_clinic(principal, args), db.now())
+    return result
+
+
+@operation("pin.submit", PATIENT)
+async def pin_submit(db: Database, principal: Principal, args: Args) -> Result:
+    clinic = args.clinic()
+    pin = normalise_patient_id(args.text("pin", max_len=8))
+    if PIN.fullmatch(pin) is None:
+        raise errors.BadRequest("a PIN is two digits")
+    result: Result = await db.call("SELECT mmc_pin_submit($1, $2, $3, $4)",
+                                   principal.subject, clinic, pin, db.now())
+    # The wrong try is committed (it counts toward the lockout) before we refuse.
+    if result.get("error") == "wrong_pin":
+        raise errors.WrongPin()
+    return result
+
+
+# --- clinic staff ----------------------------------------------------------------------
+
+@operation("queue.call", STAFF)
+async def queue_call(db: Database, principal: Principal, args: Args) -> Result:
+    result: Result = await db.call("SELECT mmc_call_next($1, $2)",
+                                   staff_clinic(principal, args), db.now())
+    return result
+
+
+def _entry_action(action: str) -> Handler:
+    async def handler(db: Database, principal: Principal, args: Args) -> Result:
+        clinic, number = staff_clinic(principal, args), args.number()
+        result: Result = await db.call("SELECT mmc_entry_action($1, $2, $3, $4)",
+                                       clinic, number, action, db.now())
+        return result
+
+    handler.__name__ = f"queue_{action}"
+    return handler
+
+
+for _action in ("recall", "start", "done", "skip", "no_show"):
+    operation(f"queue.{_action}", STAFF)(_entry_action(_action))
+
+
+@operation("pin.current", STAFF)
+async def pin_current(db: Database, principal: Principal, args: Args) -> Result:
+    clinic = staff_clinic(principal, args) if principal.role == "staff" \
+        else args.optional_clinic()
+    pins = await db.call("SELECT mmc_rotate_pins(mmc_local_day($1), $2)", db.now(), clinic)
+    if clinic is not None and clinic not in pins:
+        await _require_pin_clinic(db, clinic)
+    return {"pins": pins}
+
+
+@operation("pin.rotate", ADMIN)
+async def pin_rotate(db: Database, principal: Principal, args: Args) -> Result:
+    clinic = args.optional_clinic()
+    pins = await db.call("SELECT mmc_rotate_pins(mmc_local_day($1), $2)", db.now(), clinic)
+    if clinic is not None and clinic not in pins:
+        await _require_pin_clinic(db, clinic)
+    return {"pins": pins}
+
+
+async def _require_pin_clinic(db: Database, clinic: str) -> None:
+    requires = await db.call(
+        "SELECT requires_pin FROM clinics WHERE code = $1 AND is_active", clinic)
+    if requires is None:
+        raise errors.NotFound("unknown clinic")
+    raise errors.BadRequest("this clinic does not use a PIN")
+
+
+# --- administration --------------------------------------------------------------------
+
+@operation("stats.dashboard", ADMIN)
+async def stats_dashboard(db: Database, principal: Principal, args: Args) -> Result:
+    result: Result = await db.call("SELECT mmc_stats_dashboard($1)", db.now())
+    return result
+
+
+@operation("admin.staff.create", ADMIN)
+async def staff_create(db: Database, principal: Principal, args: Args) -> Result:
+    username, password, clinic = args.username(), args.password(min_len=8), args.clinic()
+    async with db.transaction() as conn:
+        return await accounts.create_staff(conn, username, password, clinic)
+
+
+async def _set_paused(db: Database, args: Args, paused: bool) -> Result:
+    result: Result = await db.call("SELECT mmc_set_paused($1, $2)", args.clinic(), paused)
+    return result
+
+
+@operation("admin.clinic.pause", ADMIN)
+async def clinic_pause(db: Database, principal: Principal, args: Args) -> Result:
+    return await _set_paused(db, args, True)
+
+
+@operation("admin.clinic.resume", ADMIN)
+async def clinic_resume(db: Database, principal: Principal, args: Args) -> Result:
+    return await _set_paused(db, args, False)
+
+
+@operation("admin.settings.get", ADMIN)
+async def settings_get(db: Database, principal: Principal, args: Args) -> Result:
+    return {"settings": await db.call("SELECT mmc_settings_all()")}
+
+
+@operation("admin.settings.set", ADMIN)
+async def settings_set(db: Database, principal: Principal, args: Args) -> Result:
+    key, value = settings.validate(args.value("key"), args.value("value"))
+    return {"settings": await db.call("SELECT mmc_settings_set($1, $2)", key, value)}

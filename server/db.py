@@ -1,0 +1,124 @@
+"""The database boundary: the connection pool, the clock every command reads, and the
+one place where asyncpg's exceptions become the errors of server/errors.py."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, TypeAlias
+
+import asyncpg
+import orjson
+import structlog
+from asyncpg.pool import PoolConnectionProxy
+
+from server import errors
+from server.clock import Clock, SystemClock
+
+log = structlog.get_logger(__name__)
+
+# A connection of our own or one lent by the pool: everything that takes a
+# connection accepts either.
+Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+
+# SQLSTATEs raised by schema/ functions (class MQ) and the errors they stand for.
+DOMAIN_ERRORS: dict[str, type[errors.MMCError]] = {
+    "MQ400": errors.BadRequest,
+    "MQ401": errors.Unauthorized,
+    "MQ403": errors.Forbidden,
+    "MQ404": errors.NotFound,
+    "MQ409": errors.Conflict,
+    "MQE09": errors.Empty,
+    "MQL29": errors.Locked,
+}
+
+# Seconds a client is told to wait when the database cannot be reached.
+UNAVAILABLE_RETRY_AFTER = 5
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def init_connection(conn: Conn) -> None:
+    """jsonb in and out as Python values, decoded by orjson."""
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            name, encoder=_dumps, decoder=orjson.loads, schema="pg_catalog", format="text"
+        )
+
+
+def is_connection_failure(exc: BaseException) -> bool:
+    """True when the failure is the database being out of reach, not the statement."""
+    if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError)):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        state = exc.sqlstate or ""
+        return state.startswith(("08", "53", "57P"))
+    return False
+
+
+def translate(exc: BaseException) -> errors.MMCError:
+    """Map an exception from asyncpg to the client-facing error."""
+    if isinstance(exc, errors.MMCError):
+        return exc
+    if is_connection_failure(exc):
+        return errors.Unavailable("the database is unreachable; retry shortly",
+                                  retry_after=UNAVAILABLE_RETRY_AFTER)
+    if isinstance(exc, asyncpg.PostgresError):
+        state = exc.sqlstate or ""
+        domain = DOMAIN_ERRORS.get(state)
+        if domain is not None:
+            detail = getattr(exc, "detail", None)
+            retry = float(detail) if domain is errors.Locked and detail else None
+            return domain(str(exc.args[0]) if exc.args else None, retry_after=retry)
+        if state == "23505":
+            return errors.Conflict("already exists")
+        if state in ("40001", "40P01"):
+            return errors.Unavailable("busy; retry", retry_after=1)
+        if state.startswith("22"):
+            return errors.BadRequest("invalid value")
+    log.error("database.unexpected_error", error_type=type(exc).__name__,
+              sqlstate=getattr(exc, "sqlstate", None))
+    return errors.Internal()
+
+
+class Database:
+    """The pool plus the clock; commands run through `transaction()` or `call()`."""
+
+    def __init__(self, pool: asyncpg.Pool, clock: Clock | None = None) -> None:
+        self.pool = pool
+        self.clock: Clock = clock or SystemClock()
+
+    @classmethod
+    async def connect(cls, dsn: str, *, clock: Clock | None = None, min_size: int = 2,
+                      max_size: int = 10) -> Database:
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, init=init_connection,
+            command_timeout=30,
+        )
+        return cls(pool, clock)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Conn]:
+        """One transaction on a pooled connection; errors leave translated."""
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                yield conn
+        except errors.MMCError:
+            raise
+        except Exception as exc:
+            raise translate(exc) from exc
+
+    async def call(self, sql: str, *args: Any) -> Any:
+        """Run one statement in its own transaction and return its single value."""
+        async with self.transaction() as conn:
+            return await conn.fetchval(sql, *args)
