@@ -27,6 +27,7 @@ DROP FUNCTION IF EXISTS mmc_mean_service_seconds(text, date);
 DROP FUNCTION IF EXISTS mmc_clinic(text);
 DROP FUNCTION IF EXISTS mmc_event(text, text, text, integer, jsonb);
 DROP FUNCTION IF EXISTS mmc_emit(jsonb);
+DROP FUNCTION IF EXISTS mmc_pin_day(timestamptz);
 DROP FUNCTION IF EXISTS mmc_local_day(timestamptz);
 DROP FUNCTION IF EXISTS mmc_setting_int(text);
 DROP FUNCTION IF EXISTS mmc_setting(text);

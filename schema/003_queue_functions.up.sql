@@ -30,6 +30,14 @@ LANGUAGE sql STABLE AS $$
     SELECT (p_now AT TIME ZONE coalesce(mmc_setting('timezone') #>> '{}', 'Asia/Qatar'))::date
 $$;
 
+-- The day a PIN belongs to: PINs rotate at the local pin_reset_time (00:00 by
+-- default, the seed's 21:00 UTC cron), so the PIN day is the local day shifted by it.
+CREATE FUNCTION mmc_pin_day(p_now timestamptz) RETURNS date
+LANGUAGE sql STABLE AS $$
+    SELECT ((p_now AT TIME ZONE coalesce(mmc_setting('timezone') #>> '{}', 'Asia/Qatar'))
+            - coalesce(mmc_setting('pin_reset_time') #>> '{}', '00:00')::interval)::date
+$$;
+
 -- Append events to the log. The transaction-scoped advisory lock makes event ids
 -- commit in id order across the whole centre: a subscriber that has seen seq N has
 -- seen every event below N on its channel, which is what resume relies on. It is the
@@ -634,6 +642,7 @@ CREATE FUNCTION mmc_pin_submit(p_patient text, p_clinic text, p_pin text, p_now 
 RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     v_day date := mmc_local_day(p_now);
+    v_pin_day date := mmc_pin_day(p_now);
     v_clinic clinics := mmc_clinic(p_clinic);
     v queues;
     v_max integer := coalesce(mmc_setting_int('pin_max_attempts'), 5);
@@ -661,10 +670,10 @@ BEGIN
         PERFORM mmc_raise('MQL29', 'too many wrong PINs; try again later',
             ceil(extract(epoch FROM v_oldest + make_interval(secs => v_window) - p_now))::text);
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM pins WHERE clinic_code = p_clinic AND day = v_day) THEN
-        PERFORM mmc_rotate_pins(v_day, p_clinic);
+    IF NOT EXISTS (SELECT 1 FROM pins WHERE clinic_code = p_clinic AND day = v_pin_day) THEN
+        PERFORM mmc_rotate_pins(v_pin_day, p_clinic);
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM pins WHERE clinic_code = p_clinic AND day = v_day
+    IF NOT EXISTS (SELECT 1 FROM pins WHERE clinic_code = p_clinic AND day = v_pin_day
                      AND pin = p_pin) THEN
         INSERT INTO pin_attempts (patient_id, clinic_code, attempted_at)
         VALUES (p_patient, p_clinic, p_now);

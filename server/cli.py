@@ -113,7 +113,7 @@ def cmd_admin(config: Config, ns: argparse.Namespace) -> int:
 def cmd_pins(config: Config, ns: argparse.Namespace) -> int:
     with database(config) as dsn:
         pins: dict[str, str] = with_connection(
-            dsn, lambda c: c.fetchval("SELECT mmc_rotate_pins(mmc_local_day(now()), NULL)"))
+            dsn, lambda c: c.fetchval("SELECT mmc_rotate_pins(mmc_pin_day(now()), NULL)"))
     for clinic, pin in sorted(pins.items()):
         print(f"{clinic:12} {pin}")
     return 0

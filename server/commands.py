@@ -198,7 +198,7 @@ for _action in ("recall", "start", "done", "skip", "no_show"):
 async def pin_current(db: Database, principal: Principal, args: Args) -> Result:
     clinic = staff_clinic(principal, args) if principal.role == "staff" \
         else args.optional_clinic()
-    pins = await db.call("SELECT mmc_rotate_pins(mmc_local_day($1), $2)", db.now(), clinic)
+    pins = await db.call("SELECT mmc_rotate_pins(mmc_pin_day($1), $2)", db.now(), clinic)
     if clinic is not None and clinic not in pins:
         await _require_pin_clinic(db, clinic)
     return {"pins": pins}
@@ -207,7 +207,7 @@ async def pin_current(db: Database, principal: Principal, args: Args) -> Result:
 @operation("pin.rotate", ADMIN)
 async def pin_rotate(db: Database, principal: Principal, args: Args) -> Result:
     clinic = args.optional_clinic()
-    pins = await db.call("SELECT mmc_rotate_pins(mmc_local_day($1), $2)", db.now(), clinic)
+    pins = await db.call("SELECT mmc_rotate_pins(mmc_pin_day($1), $2)", db.now(), clinic)
     if clinic is not None and clinic not in pins:
         await _require_pin_clinic(db, clinic)
     return {"pins": pins}
