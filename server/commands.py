@@ -34,6 +34,11 @@ class Operation:
 OPERATIONS: dict[str, Operation] = {}
 LOGIN_OPERATIONS = frozenset({"patient.login", "staff.login", "admin.login"})
 
+# Login attempts per account in a fixed window, counted in Postgres so the limit
+# holds across every server process: (limit, window seconds).
+LOGIN_LIMIT = (10, 300)
+PATIENT_LOGIN_LIMIT = (20, 300)
+
 
 def operation(name: str, roles: frozenset[str]) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
@@ -80,9 +85,19 @@ async def ping(db: Database, principal: Principal, args: Args) -> Result:
     return {}
 
 
+async def count_attempt(db: Database, client: str, endpoint: str,
+                        limit: tuple[int, int]) -> None:
+    """Refuse with `rate_limited` once `client` is over `limit` on `endpoint`."""
+    retry_after = await db.call("SELECT mmc_rate_hit($1, $2, $3, $4, $5)",
+                                client, endpoint, limit[0], limit[1], db.now())
+    if retry_after:
+        raise errors.RateLimited("too many attempts; try again later", retry_after=retry_after)
+
+
 @operation("patient.login", ANYONE)
 async def patient_login(db: Database, principal: Principal, args: Args) -> Result:
     patient_id, gender = args.patient_id(), args.gender()
+    await count_attempt(db, f"patient:{patient_id}", "patient.login", PATIENT_LOGIN_LIMIT)
     now = db.now()
     async with db.transaction() as conn:
         patient = await conn.fetchval("SELECT mmc_patient_login($1, $2, $3)",
@@ -93,6 +108,7 @@ async def patient_login(db: Database, principal: Principal, args: Args) -> Resul
 
 async def _account_login(db: Database, args: Args, *, admin_only: bool) -> Result:
     username, password = args.username(), args.password()
+    await count_attempt(db, f"account:{username}", "login", LOGIN_LIMIT)
     async with db.transaction() as conn:
         row = await conn.fetchrow(
             """SELECT username, password_hash, role, clinic_code FROM admins
@@ -134,6 +150,12 @@ async def route_create(db: Database, principal: Principal, args: Args) -> Result
 @operation("route.get", PATIENT)
 async def route_get(db: Database, principal: Principal, args: Args) -> Result:
     result: Result = await db.call("SELECT mmc_route_get($1, $2)", principal.subject, db.now())
+    return result
+
+
+@operation("path.choose", PATIENT)
+async def path_choose(db: Database, principal: Principal, args: Args) -> Result:
+    result: Result = await db.call("SELECT mmc_path_choose($1, $2)", principal.subject, db.now())
     return result
 
 

@@ -15,7 +15,9 @@ import structlog
 from asyncpg.pool import PoolConnectionProxy
 
 from server import errors
+from server.breaker import CircuitBreaker
 from server.clock import Clock, SystemClock
+from server.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
@@ -86,20 +88,25 @@ def translate(exc: BaseException) -> errors.MMCError:
 
 
 class Database:
-    """The pool plus the clock; commands run through `transaction()` or `call()`."""
+    """The pool, the clock and the circuit breaker; commands run through
+    `transaction()` or `call()`, which fail fast while the breaker is open."""
 
-    def __init__(self, pool: asyncpg.Pool, clock: Clock | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool, clock: Clock | None = None, *,
+                 breaker: CircuitBreaker | None = None, metrics: Metrics | None = None) -> None:
         self.pool = pool
         self.clock: Clock = clock or SystemClock()
+        self.metrics = metrics or Metrics()
+        self.breaker = breaker or CircuitBreaker(on_change=self.metrics.set_breaker_state)
 
     @classmethod
     async def connect(cls, dsn: str, *, clock: Clock | None = None, min_size: int = 2,
-                      max_size: int = 10) -> Database:
+                      max_size: int = 10, breaker: CircuitBreaker | None = None,
+                      metrics: Metrics | None = None) -> Database:
         pool = await asyncpg.create_pool(
             dsn, min_size=min_size, max_size=max_size, init=init_connection,
             command_timeout=30,
         )
-        return cls(pool, clock)
+        return cls(pool, clock, breaker=breaker, metrics=metrics)
 
     async def close(self) -> None:
         await self.pool.close()
@@ -107,16 +114,28 @@ class Database:
     def now(self) -> datetime:
         return self.clock.now()
 
+    def record_outcome(self, exc: BaseException | None) -> None:
+        """Feed the breaker: only failures to reach Postgres count against it."""
+        if exc is not None and is_connection_failure(exc):
+            self.metrics.db_connection_errors.inc()
+            self.breaker.record_failure()
+        else:
+            self.breaker.record_success()
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:
         """One transaction on a pooled connection; errors leave translated."""
+        self.breaker.check()
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 yield conn
         except errors.MMCError:
+            self.record_outcome(None)
             raise
         except Exception as exc:
+            self.record_outcome(exc)
             raise translate(exc) from exc
+        self.record_outcome(None)
 
     async def call(self, sql: str, *args: Any) -> Any:
         """Run one statement in its own transaction and return its single value."""

@@ -132,3 +132,21 @@ async def test_roles_gate_operations(db):
     for op in ("stats.dashboard", "admin.settings.get", "admin.clinic.pause"):
         with pytest.raises(errors.Forbidden):
             await run(db, staff, op, {"clinic": "eyes"})
+
+
+async def test_login_attempts_are_limited_per_account_in_postgres(db, clock):
+    """The 11th login attempt on one account inside 5 minutes is rate_limited with
+    retry_after, even with the right password; the next window allows it again."""
+    password = await make_staff(db)
+    for _ in range(10):
+        with pytest.raises(errors.Unauthorized):
+            await run(db, ANON, "staff.login", {"username": "nurse_eyes", "password": "nope"})
+    with pytest.raises(errors.RateLimited) as caught:
+        await run(db, ANON, "staff.login", {"username": "nurse_eyes", "password": password})
+    assert 0 < caught.value.retry_after <= 300
+    # Another account is unaffected.
+    with pytest.raises(errors.Unauthorized):
+        await run(db, ANON, "staff.login", {"username": "someone_else", "password": "x"})
+    clock.advance(300)
+    result = await run(db, ANON, "staff.login", {"username": "nurse_eyes", "password": password})
+    assert result["role"] == "staff"

@@ -20,6 +20,7 @@ VALID: dict[str, dict[str, Any]] = {
     "admin.login": {"username": "admin", "password": "a long password"},
     "route.create": {"exam_type": "recruitment"},
     "route.get": {},
+    "path.choose": {},
     "queue.enter": {"clinic": "eyes"},
     "queue.status": {"clinic": "eyes"},
     "queue.call": {"clinic": "eyes"},
@@ -82,7 +83,7 @@ def cases() -> list[tuple[str, Any]]:
 async def principal_for(db, op: str):
     if op in commands.LOGIN_OPERATIONS or op == "ping":
         return ANON
-    if op in ("route.create", "route.get", "queue.enter", "pin.submit"):
+    if op in ("route.create", "route.get", "path.choose", "queue.enter", "pin.submit"):
         return await patient(db, "99000001")
     if op == "queue.status":
         return staff("eyes")

@@ -155,3 +155,25 @@ async def test_entering_a_clinic_off_the_current_stage_is_refused(db):
         await run(db, who, "queue.enter", {"clinic": "ent"})
     again = await run(db, who, "queue.enter", {"clinic": "lab"})
     assert again["number"] == 2
+
+
+async def test_path_choose_rejoins_the_route_after_a_no_show(db):
+    """After a no-show the patient has no entry; path.choose enters the best clinic
+    of the current stage again, and with an entry it only says where to go."""
+    who = await patient(db, "30000070")
+    await run(db, who, "route.create", {"exam_type": "recruitment"})
+    await called_until(db, "lab", who)
+    await run(db, ADMIN, "queue.no_show", {"clinic": "lab"})
+    assert (await run(db, who, "queue.status"))["status"] == "NONE"
+    chosen = await run(db, who, "path.choose")
+    assert chosen["chosen"] is True
+    assert chosen["current"]["clinic"] in ("lab", "xray")
+    again = await run(db, who, "path.choose")
+    assert again["chosen"] is False
+    assert again["current"]["number"] == chosen["current"]["number"]
+
+
+async def test_path_choose_without_a_route_is_not_found(db):
+    """No route today: nothing to choose."""
+    with pytest.raises(errors.NotFound):
+        await run(db, await patient(db, "30000080"), "path.choose")
