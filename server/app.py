@@ -1,5 +1,5 @@
-"""The ASGI application: an app factory whose lifespan opens the database pool,
-checks the schema, and exposes liveness (/health) and readiness (/ready)."""
+"""The ASGI application: an app factory whose lifespan opens the database pool, checks
+the schema and starts the hub; liveness (/health), readiness (/ready) and `/ws`."""
 
 from __future__ import annotations
 
@@ -12,12 +12,16 @@ import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
-from server import __version__, migrations
+from server import __version__, migrations, ws
+from server.breaker import CircuitBreaker
 from server.clock import Clock
 from server.config import Config, ConfigError
 from server.db import Database
+from server.hub import Hub
+from server.views import Views
+from server.ws import WsLimits
 
 log = structlog.get_logger(__name__)
 
@@ -27,26 +31,36 @@ READY_TIMEOUT = 2.0
 class State(TypedDict):
     config: Config
     db: Database
+    hub: Hub
+    limits: WsLimits
 
 
 def create_app(config: Config | None = None, *, dsn: str | None = None,
-               clock: Clock | None = None) -> Starlette:
+               clock: Clock | None = None, limits: WsLimits | None = None,
+               breaker: CircuitBreaker | None = None) -> Starlette:
     """Build the app. `dsn` overrides config.database_url (serve passes the embedded
-    server's); `clock` is for tests and simulations."""
+    server's); `clock` and `breaker` are for tests and simulations; `limits` bound
+    each socket (default: WsLimits with WS_SEND_QUEUE)."""
     config = config or Config.from_env()
     database_url = dsn or config.database_url
     if not database_url:
         raise ConfigError("no database: set DATABASE_URL or run `python -m server serve`")
+    socket_limits = limits or WsLimits(send_queue=config.ws_send_queue)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         db = await Database.connect(database_url, clock=clock, min_size=config.db_pool_min,
-                                    max_size=config.db_pool_max)
+                                    max_size=config.db_pool_max, breaker=breaker)
         try:
             async with db.pool.acquire() as conn:
                 version = await migrations.check_compatible(conn)
-            log.info("app.started", version=__version__, schema=version)
-            yield {"config": config, "db": db}
+            hub = Hub(database_url, Views(db))
+            await hub.start()
+            try:
+                log.info("app.started", version=__version__, schema=version)
+                yield {"config": config, "db": db, "hub": hub, "limits": socket_limits}
+            finally:
+                await hub.close()
         finally:
             await db.close()
             log.info("app.stopped")
@@ -55,6 +69,7 @@ def create_app(config: Config | None = None, *, dsn: str | None = None,
         routes=[
             Route("/health", health),
             Route("/ready", ready),
+            WebSocketRoute("/ws", ws.endpoint),
         ],
         lifespan=lifespan,
     )
@@ -66,9 +81,10 @@ async def health(request: Request) -> JSONResponse:
 
 
 async def ready(request: Request) -> JSONResponse:
-    """Ready: the database answers."""
+    """Ready: the database answers and the hub is listening."""
     db: Database = request.state.db
-    checks: dict[str, Any] = {}
+    hub: Hub = request.state.hub
+    checks: dict[str, Any] = {"hub": hub.listening}
     try:
         async with asyncio.timeout(READY_TIMEOUT):
             checks["database"] = await db.pool.fetchval("SELECT 1") == 1

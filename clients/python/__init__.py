@@ -1,1 +1,5 @@
 """Python client for the queue server's WebSocket protocol (PROTOCOL.md)."""
+
+from clients.python.client import Client, ClientError, Disconnected
+
+__all__ = ["Client", "ClientError", "Disconnected"]

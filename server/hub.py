@@ -1,0 +1,428 @@
+"""The hub: one dedicated LISTEN connection per process, the events table read in id
+order on every wake-up, and fan-out to bounded per-connection send queues.
+
+NOTIFY is only the wake-up. The log is `events` (ids commit in id order, see
+mmc_emit), so after the connection drops the hub reconnects and reads on from the last
+id it dispatched: nothing is lost or repeated. Each frame is serialised once per
+(channel, event) and the same text goes to every subscriber; a subscriber whose queue
+is full is closed with 1013 (it resumes from its last seq). See PROTOCOL.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import random
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import orjson
+import structlog
+
+from server import protocol, views
+from server.db import init_connection
+from server.notices import NoticeBook
+from server.protocol import Channel, CloseCode
+from server.views import EventRow, Views
+
+log = structlog.get_logger(__name__)
+
+EVENTS_CHANNEL = "mmc_events"
+QUEUES_CHANNEL = "mmc_queues"
+APPLICATION_NAME = "mmc-hub"
+READ_BATCH = 500
+READ_EVENTS = (f"SELECT {views.EVENT_COLUMNS} FROM events WHERE id > $1 "
+               f"ORDER BY id LIMIT {READ_BATCH}")
+
+
+class Outbox:
+    """One client's bounded queue of frames, drained by its one writer. The hub only
+    `offer`s (never waits; a full queue closes the outbox with 1013); what one client
+    asked for (replies, snapshots, replays) is `put`, which waits while the queue is
+    half full so live frames always find room behind it."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.close_code: int | None = None
+        self._frames: deque[str] = deque()
+        self._drain = False
+        self._readable = asyncio.Event()
+        self._roomy = asyncio.Event()
+        self._roomy.set()
+        self._closed = asyncio.Event()
+
+    @property
+    def closed(self) -> bool:
+        return self.close_code is not None
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def offer(self, frame: str) -> bool:
+        if self.close_code is not None:
+            return False
+        if len(self._frames) >= self.capacity:
+            self.close(CloseCode.TRY_AGAIN_LATER)
+            return False
+        self._frames.append(frame)
+        self._readable.set()
+        return True
+
+    async def put(self, frame: str) -> None:
+        while self.close_code is None and len(self._frames) >= self.capacity // 2:
+            self._roomy.clear()
+            await self._roomy.wait()
+        if self.close_code is None:
+            self._frames.append(frame)
+            self._readable.set()
+
+    def close(self, code: int, *, drain: bool = False) -> None:
+        """Stop; with `drain` the frames already queued are still written first."""
+        if self.close_code is None:
+            self.close_code = code
+            self._drain = drain
+        if not self._drain:
+            self._frames.clear()
+        self._readable.set()
+        self._roomy.set()
+        self._closed.set()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    async def get(self) -> str | None:
+        """The next frame, or None once closed (and drained)."""
+        while True:
+            if self._frames and (self.close_code is None or self._drain):
+                frame = self._frames.popleft()
+                if len(self._frames) < self.capacity // 2:
+                    self._roomy.set()
+                return frame
+            if self.close_code is not None:
+                return None
+            self._readable.clear()
+            await self._readable.wait()
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One channel feeding one outbox. Until `live`, frames wait in `pending` (with
+    their seq) while the snapshot or replay is read, so none falls in between."""
+
+    channel: Channel
+    outbox: Outbox
+    seq: int = 0
+    live: bool = False
+    pending: list[tuple[int, str]] = field(default_factory=list)
+
+    def deliver(self, seq: int, frame: str) -> None:
+        if self.live:
+            self.outbox.offer(frame)
+        elif len(self.pending) >= self.outbox.capacity * 4:
+            self.outbox.close(CloseCode.TRY_AGAIN_LATER)
+        else:
+            self.pending.append((seq, frame))
+
+
+def backoff(attempt: int, *, base: float = 0.05, cap: float = 2.0) -> float:
+    """Exponential with jitter, so N processes do not reconnect in lockstep."""
+    delay = min(cap, base * 2 ** min(attempt, 16))
+    return random.uniform(delay / 2, delay)
+
+
+class Hub:
+    """Channels of this process and the listener that feeds them."""
+
+    def __init__(self, dsn: str, views_: Views, *, replay_limit: int = 10_000,
+                 keepalive: float = 10.0, max_backoff: float = 2.0) -> None:
+        self.dsn = dsn
+        self.views = views_
+        self.replay_limit = replay_limit
+        self.keepalive = keepalive
+        self.max_backoff = max_backoff
+        self.listening = False
+        self.last_id: int | None = None
+        self.notices = NoticeBook()
+        self._subs: dict[str, set[Subscription]] = {}
+        self._wake = asyncio.Event()
+        self._became_ready = asyncio.Event()
+        self._queue_changes: set[str] = set()
+        self._dirty: set[str] = set()
+        self._invalid: dict[str, set[str]] = {}
+        self._recomputing: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._conn: asyncpg.Connection | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self, *, within: float = 10.0) -> None:
+        """Start listening; fails when the first connection is not up `within` seconds."""
+        self._task = asyncio.create_task(self._run(), name="hub")
+        async with asyncio.timeout(within):
+            await self._became_ready.wait()
+
+    async def close(self) -> None:
+        tasks = [t for t in (self._task, *self._recomputing.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for subs in self._subs.values():
+            for sub in subs:
+                sub.outbox.close(CloseCode.RESTART)
+
+    @property
+    def backend_pid(self) -> int | None:
+        return None if self._conn is None else self._conn.get_server_pid()
+
+    async def _run(self) -> None:
+        attempt = 0
+        while True:
+            lost = asyncio.Event()
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(
+                    self.dsn, timeout=5, command_timeout=self.keepalive,
+                    server_settings={"application_name": APPLICATION_NAME})
+                await init_connection(conn)
+                conn.add_termination_listener(functools.partial(self._on_lost, lost))
+                await conn.add_listener(EVENTS_CHANNEL, self._on_event)
+                await conn.add_listener(QUEUES_CHANNEL, self._on_queue)
+                if self.last_id is None:
+                    self.last_id = int(await conn.fetchval("SELECT mmc_head_seq()"))
+                else:
+                    self._recovered()
+                self._conn = conn
+                self.listening = True
+                self._became_ready.set()
+                log.info("hub.listening", since=self.last_id, reconnect=attempt > 0)
+                attempt = 0
+                await self._pump(conn, lost)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("hub.connection_lost", error=type(exc).__name__,
+                            since=self.last_id, attempt=attempt)
+            finally:
+                self.listening = False
+                self._conn = None
+                if conn is not None:
+                    conn.terminate()
+            await asyncio.sleep(backoff(attempt, cap=self.max_backoff))
+            attempt += 1
+
+    def _on_lost(self, lost: asyncio.Event, conn: Any) -> None:
+        lost.set()
+        self._wake.set()
+
+    def _on_event(self, conn: Any, pid: int, channel: str, payload: object) -> None:
+        self._wake.set()
+
+    def _on_queue(self, conn: Any, pid: int, channel: str, payload: object) -> None:
+        if not isinstance(payload, str):
+            return
+        try:
+            clinic = orjson.loads(payload).get("clinic")
+        except (orjson.JSONDecodeError, AttributeError):
+            return
+        if isinstance(clinic, str):
+            self._queue_changes.add(clinic)
+            self._wake.set()
+
+    def _recovered(self) -> None:
+        """After a reconnect: queue NOTIFYs were missed (they are not in the log), so
+        every cached view is stale and every position is worth a fresh look."""
+        self.views.cache.clear()
+        for key in self._subs:
+            if key.startswith("clinic:"):
+                clinic = key.split(":")[1]
+                self._queue_changes.add(clinic)
+
+    async def _pump(self, conn: asyncpg.Connection, lost: asyncio.Event) -> None:
+        self._wake.set()
+        while True:
+            try:
+                async with asyncio.timeout(self.keepalive):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass  # read anyway: proves the connection is alive
+            self._wake.clear()
+            if lost.is_set():
+                raise ConnectionError("LISTEN connection lost")
+            await self._read(conn)
+
+    async def _read(self, conn: asyncpg.Connection) -> None:
+        while True:
+            records = await conn.fetch(READ_EVENTS, self.last_id)
+            for record in records:
+                row = EventRow.from_record(record)
+                self._dispatch(row)
+                self.last_id = row.id
+            if len(records) < READ_BATCH:
+                break
+        changes, self._queue_changes = self._queue_changes, set()
+        for clinic in changes:
+            self._dirty.add(clinic)
+            for channel_key, key in views.queue_invalidations(clinic):
+                self._invalidate(channel_key, key)
+        self._flush_invalidations()
+        self._recompute_positions()
+
+    # --- fan-out -----------------------------------------------------------------------
+
+    def _dispatch(self, row: EventRow) -> None:
+        # Caches go first: a snapshot read before this event must not be served after.
+        for channel_key, key in views.invalidations(row):
+            self._invalidate(channel_key, key)
+        if row.clinic is not None:
+            self._dirty.add(row.clinic)
+        for key, name, build in views.audiences(row):
+            subs = self._subs.get(key)
+            if subs:
+                frame = protocol.event(name, row.id, row.type, build(row), row.at)
+                for sub in list(subs):
+                    sub.deliver(row.id, frame)
+
+    def _invalidate(self, channel_key: str, key: str) -> None:
+        self.views.cache.drop(key)
+        if channel_key in self._subs:
+            self._invalid.setdefault(channel_key, set()).add(key)
+
+    def _flush_invalidations(self) -> None:
+        """One invalidate frame per socket per read, however many events it held."""
+        per_outbox: dict[Outbox, set[str]] = {}
+        for channel_key, keys in self._invalid.items():
+            for sub in self._subs.get(channel_key, ()):
+                if sub.live:
+                    per_outbox.setdefault(sub.outbox, set()).update(keys)
+        self._invalid.clear()
+        frames: dict[frozenset[str], str] = {}
+        for outbox, keys in per_outbox.items():
+            frozen = frozenset(keys)
+            if frozen not in frames:
+                frames[frozen] = protocol.invalidate(sorted(keys))
+            outbox.offer(frames[frozen])
+
+    # --- patient notices ---------------------------------------------------------------
+
+    def _recompute_positions(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        if not any(key.startswith("me:") for key in self._subs):
+            return
+        for clinic in dirty:
+            if clinic in self._recomputing:
+                self._again.add(clinic)
+            else:
+                self._recomputing[clinic] = asyncio.create_task(self._positions(clinic))
+
+    async def _positions(self, clinic: str) -> None:
+        """Coalesced: however many changes arrive while a query runs, one more runs."""
+        try:
+            while True:
+                self._again.discard(clinic)
+                found = await self.views.positions(clinic)
+                if found is not None:
+                    self._tell_positions(found)
+                if clinic not in self._again:
+                    break
+        except Exception as exc:
+            # The database is away; the reconnect marks every clinic dirty again.
+            log.warning("hub.positions_failed", clinic=clinic, error=type(exc).__name__)
+        finally:
+            self._recomputing.pop(clinic, None)
+
+    def _tell_positions(self, found: dict[str, Any]) -> None:
+        seq = int(found["seq"])
+        for position in found["positions"]:
+            key = f"me:{position['patient']}"
+            subs = self._subs.get(key)
+            if not subs:
+                continue
+            for kind, data in self.notices.update(position["patient"], seq, found, position,
+                                                  int(found["near_ahead"])):
+                frame = protocol.notice(kind, data)
+                for sub in list(subs):
+                    sub.deliver(seq, frame)
+
+    # --- subscriptions -----------------------------------------------------------------
+
+    def subscribers(self, channel_key: str) -> int:
+        return len(self._subs.get(channel_key, ()))
+
+    @asynccontextmanager
+    async def subscribe(self, outbox: Outbox, channel: Channel, since: int | None = None,
+                        reply: Callable[[int], str] | None = None,
+                        ) -> AsyncIterator[Subscription]:
+        """Feed `channel` into `outbox` until the block exits: first `reply(seq)` if
+        given, then a snapshot (fresh, or `reset` when `since` is beyond retention) or
+        the events after `since`, then live events with higher seqs."""
+        sub = Subscription(channel, outbox)
+        self._subs.setdefault(channel.key, set()).add(sub)
+        try:
+            await self._start(sub, since, reply)
+            yield sub
+        finally:
+            subs = self._subs.get(channel.key)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subs[channel.key]
+                    if channel.patient is not None:
+                        self.notices.forget(channel.patient)
+
+    async def _start(self, sub: Subscription, since: int | None,
+                     reply: Callable[[int], str] | None) -> None:
+        channel, outbox = sub.channel, sub.outbox
+        replay = None
+        if since is not None:
+            replay = await self.views.replay(channel, since, self.replay_limit)
+        if replay is not None and replay.resumable:
+            assert since is not None
+            sub.seq = since
+            if reply is not None:
+                await outbox.put(reply(since))
+            for row in replay.rows:
+                frame = views.frame_for(channel, row)
+                if frame is not None:
+                    await outbox.put(frame)
+            cut = replay.head
+            if channel.kind == "me":
+                # Notices are derived state: after a resume the snapshot is current.
+                cut = await self._send_snapshot(sub, cut, reset=False)
+        else:
+            seq, state = await self.views.snapshot(channel)
+            sub.seq = seq
+            if reply is not None:
+                await outbox.put(reply(seq))
+            await outbox.put(protocol.snapshot(channel.name, seq, state,
+                                               reset=replay is not None))
+            if channel.kind == "me" and channel.patient is not None:
+                self.notices.baseline(channel.patient, seq, state.get("entry"))
+            cut = seq
+        while sub.pending:
+            batch, sub.pending = sub.pending, []
+            for seq, frame in batch:
+                if seq > cut:
+                    await outbox.put(frame)
+        # No await between the last empty check and going live: nothing slips past.
+        sub.live = True
+
+    async def _send_snapshot(self, sub: Subscription, cut: int, *, reset: bool) -> int:
+        seq, state = await self.views.snapshot(sub.channel)
+        # Events the replay did not reach but the snapshot already reflects go first.
+        batch, sub.pending = sub.pending, []
+        later = []
+        for pending_seq, frame in batch:
+            if cut < pending_seq <= seq:
+                await sub.outbox.put(frame)
+            elif pending_seq > seq:
+                later.append((pending_seq, frame))
+        sub.pending = later + sub.pending
+        await sub.outbox.put(protocol.snapshot(sub.channel.name, seq, state, reset=reset))
+        if sub.channel.patient is not None:
+            self.notices.baseline(sub.channel.patient, seq, state.get("entry"))
+        return seq

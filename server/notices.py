@@ -1,0 +1,83 @@
+"""Patient notices (POSITION, NEAR_TURN, YOUR_TURN) derived from where each patient
+stands, remembering the last standing per patient so only changes are told."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+ACTIVE = ("WAITING", "CALLED", "IN_PROGRESS")
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """Where a patient stood as of `seq`: the entry and how many were ahead."""
+
+    seq: int
+    clinic: str
+    number: int
+    status: str
+    ahead: int
+
+    def same_place(self, other: Standing) -> bool:
+        return (self.clinic, self.number, self.status, self.ahead) == \
+            (other.clinic, other.number, other.status, other.ahead)
+
+    def same_entry(self, other: Standing) -> bool:
+        return (self.clinic, self.number) == (other.clinic, other.number)
+
+
+Notice = tuple[str, dict[str, Any]]
+
+
+class NoticeBook:
+    """The last standing told to each patient subscribed in this process. Results
+    older than what a patient already has (by seq) are ignored, so a slow position
+    query can never overwrite a newer snapshot."""
+
+    def __init__(self) -> None:
+        self._standing: dict[str, Standing] = {}
+
+    def baseline(self, patient: str, seq: int, entry: dict[str, Any] | None) -> None:
+        """What the patient's `me` snapshot (at `seq`) already told them."""
+        known = self._standing.get(patient)
+        if known is not None and known.seq > seq:
+            return
+        if entry and entry.get("status") in ACTIVE and entry.get("number") is not None:
+            self._standing[patient] = Standing(seq, entry["clinic"], entry["number"],
+                                               entry["status"], entry.get("ahead") or 0)
+        else:
+            self._standing.pop(patient, None)
+
+    def forget(self, patient: str) -> None:
+        self._standing.pop(patient, None)
+
+    def update(self, patient: str, seq: int, clinic: dict[str, Any],
+               position: dict[str, Any], near_ahead: int) -> list[Notice]:
+        """The notices a new position (from mmc_clinic_positions at `seq`) calls for."""
+        prev = self._standing.get(patient)
+        if prev is not None and prev.seq > seq:
+            return []
+        now = Standing(seq, clinic["clinic"], position["number"], position["status"],
+                       position["ahead"])
+        self._standing[patient] = now
+        if prev is not None and prev.same_place(now):
+            return []
+        same = prev is not None and prev.same_entry(now)
+        where = {"clinic": now.clinic, "number": now.number}
+        if now.status == "CALLED":
+            if same and prev is not None and prev.status in ("CALLED", "IN_PROGRESS"):
+                return []
+            return [("YOUR_TURN", {**where, "floor": clinic.get("floor"),
+                                   "clinic_name": clinic.get("name"),
+                                   "clinic_name_ar": clinic.get("name_ar")})]
+        if now.status != "WAITING":
+            return []
+        out: list[Notice] = [("POSITION", {**where, "ahead": now.ahead,
+                                           "position": now.ahead + 1,
+                                           "eta_minutes": position.get("eta_minutes")})]
+        was_near = same and prev is not None and prev.status == "WAITING" \
+            and prev.ahead <= near_ahead
+        if now.ahead <= near_ahead and not was_near:
+            out.append(("NEAR_TURN", {**where, "ahead": now.ahead}))
+        return out

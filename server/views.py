@@ -1,0 +1,244 @@
+"""What each audience may see: event rows turned into per-channel frame data, the
+snapshots and the replay read from SQL (schema/004), and the per-process cache of
+snapshots under the seed's keys (`queue:status:<clinic>`, `stats:dashboard`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from server import errors, protocol
+from server.db import Database
+from server.logs import mask_patient_id
+from server.protocol import Channel
+
+EVENT_COLUMNS = "id, event_type, clinic_code, patient_id, queue_number, data, created_at"
+
+# What survives into a staff frame's data (a display's carries only the number).
+STAFF_KEYS = ("number", "is_paused", "reason", "postpone_count", "by", "day")
+
+# A cached snapshot is trusted this long even without an invalidation: the local day
+# can turn over without any event.
+CACHE_TTL = timedelta(seconds=60)
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    id: int
+    type: str
+    clinic: str | None
+    patient: str | None
+    number: int | None
+    data: dict[str, Any]
+    at: datetime
+
+    @classmethod
+    def from_record(cls, r: asyncpg.Record) -> EventRow:
+        data = r["data"] if isinstance(r["data"], dict) else {}
+        return cls(r["id"], r["event_type"], r["clinic_code"], r["patient_id"],
+                   r["queue_number"], data, r["created_at"])
+
+
+DataBuilder = Callable[[EventRow], dict[str, Any]]
+
+
+def public_data(row: EventRow) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    if row.number is not None:
+        data["number"] = row.number
+    if "is_paused" in row.data:
+        data["is_paused"] = row.data["is_paused"]
+    return data
+
+
+def staff_data(row: EventRow) -> dict[str, Any]:
+    data = {k: row.data[k] for k in STAFF_KEYS if k in row.data}
+    if row.number is not None:
+        data["number"] = row.number
+    if row.patient is not None:
+        data["patient"] = mask_patient_id(row.patient)
+    return data
+
+
+def own_data(row: EventRow) -> dict[str, Any]:
+    """A patient's own event: everything it holds, and where."""
+    return {**row.data, "clinic": row.data.get("clinic", row.clinic),
+            "number": row.data.get("number", row.number)}
+
+
+def admin_data(row: EventRow) -> dict[str, Any]:
+    return {**own_data(row), "patient": row.patient}
+
+
+def audiences(row: EventRow) -> Iterator[tuple[str, str, DataBuilder]]:
+    """(channel key, channel name, data builder) for everyone this event goes to."""
+    if row.clinic is not None:
+        if row.type in protocol.PUBLIC_EVENTS:
+            name = f"clinic:{row.clinic}"
+            yield name, name, public_data
+        if row.type in protocol.STAFF_EVENTS:
+            name = f"clinic:{row.clinic}:staff"
+            yield name, name, staff_data
+    if row.patient is not None:
+        yield f"me:{row.patient}", "me", own_data
+    yield "admin", "admin", admin_data
+
+
+def frame_for(channel: Channel, row: EventRow) -> str | None:
+    """The frame `channel` gets for `row`, or None when the event is not for it."""
+    for key, name, build in audiences(row):
+        if key == channel.key:
+            return protocol.event(name, row.id, row.type, build(row), row.at)
+    return None
+
+
+def invalidations(row: EventRow) -> Iterator[tuple[str, str]]:
+    """(channel key, cache key) pairs this event makes stale."""
+    if row.clinic is not None:
+        status = f"queue:status:{row.clinic}"
+        yield f"clinic:{row.clinic}", status
+        yield f"clinic:{row.clinic}:staff", status
+        yield "admin", status
+    if row.type == "PIN_ROTATED" and row.clinic is not None:
+        yield f"clinic:{row.clinic}:staff", "pins:current"
+        yield "admin", "pins:current"
+    if row.type in protocol.ROUTE_EVENTS and row.patient and row.data.get("route_id"):
+        yield f"me:{row.patient}", f"route:{row.data['route_id']}"
+    if row.type == "CACHE_INVALIDATED":
+        for key in row.data.get("keys") or ():
+            if isinstance(key, str):
+                yield "admin", key
+    if row.type != "PIN_ROTATED":
+        yield "admin", "stats:dashboard"
+
+
+def queue_invalidations(clinic: str) -> Iterator[tuple[str, str]]:
+    """(channel key, cache key) pairs a change of a queue row makes stale."""
+    status = f"queue:status:{clinic}"
+    yield f"clinic:{clinic}", status
+    yield f"clinic:{clinic}:staff", status
+    yield "admin", status
+    yield "admin", "stats:dashboard"
+
+
+@dataclass
+class _Entry:
+    value: tuple[int, Any]
+    stored_at: datetime
+
+
+@dataclass
+class ViewCache:
+    """Snapshots by seed key. A value is stored only if its key was not invalidated
+    while it was being computed, so a stale snapshot never outlives its NOTIFY."""
+
+    _entries: dict[tuple[str, str], _Entry] = field(default_factory=dict)
+    _generation: dict[str, int] = field(default_factory=dict)
+
+    def generation(self, key: str) -> int:
+        return self._generation.get(key, 0)
+
+    def get(self, key: str, variant: str, now: datetime) -> tuple[int, Any] | None:
+        entry = self._entries.get((key, variant))
+        if entry is None or now - entry.stored_at > CACHE_TTL or now < entry.stored_at:
+            return None
+        return entry.value
+
+    def store(self, key: str, variant: str, generation: int, value: tuple[int, Any],
+              now: datetime) -> None:
+        if self.generation(key) == generation:
+            self._entries[(key, variant)] = _Entry(value, now)
+
+    def drop(self, key: str) -> None:
+        self._generation[key] = self.generation(key) + 1
+        for entry_key in [k for k in self._entries if k[0] == key]:
+            del self._entries[entry_key]
+
+    def clear(self) -> None:
+        for key in {k for k, _ in self._entries} | set(self._generation):
+            self.drop(key)
+
+
+def cache_key(channel: Channel) -> str | None:
+    if channel.kind in ("clinic", "staff"):
+        return f"queue:status:{channel.clinic}"
+    if channel.kind == "admin":
+        return "stats:dashboard"
+    return None
+
+
+@dataclass
+class Replay:
+    """Events of one channel after `since`, or `resumable` False when some of them
+    were pruned (or `since` is not a seq this log has reached)."""
+
+    resumable: bool
+    rows: list[EventRow]
+    head: int
+
+
+class Views:
+    """Snapshots, replays and positions, read through the pool."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.cache = ViewCache()
+
+    async def snapshot(self, channel: Channel) -> tuple[int, Any]:
+        """(seq, state) of `channel`; the state reflects every event up to seq."""
+        now = self.db.now()
+        key = cache_key(channel)
+        if key is not None:
+            hit = self.cache.get(key, channel.kind, now)
+            if hit is not None:
+                return hit
+        generation = self.cache.generation(key) if key is not None else 0
+        if channel.kind == "admin":
+            found = await self.db.call("SELECT mmc_snapshot_admin($1)", now)
+        elif channel.kind == "me":
+            found = await self.db.call("SELECT mmc_snapshot_me($1, $2)", channel.patient, now)
+        else:
+            sql = ("SELECT mmc_snapshot_clinic($1, $2)" if channel.kind == "clinic"
+                   else "SELECT mmc_snapshot_staff($1, $2)")
+            found = await self.db.call(sql, channel.clinic, now)
+        if found is None:
+            raise errors.NotFound("unknown clinic")
+        value = (int(found["seq"]), found["state"])
+        if key is not None:
+            self.cache.store(key, channel.kind, generation, value, now)
+        return value
+
+    async def replay(self, channel: Channel, since: int, limit: int) -> Replay:
+        """Up to `limit` events of `channel` after `since`, read in one snapshot with
+        the watermark so a prune in between cannot open a gap."""
+        clinic = channel.clinic if channel.kind in ("clinic", "staff") else None
+        types = (sorted(protocol.PUBLIC_EVENTS) if channel.kind == "clinic"
+                 else sorted(protocol.STAFF_EVENTS) if channel.kind == "staff" else None)
+        async with self.db.transaction() as conn:
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            marks = await conn.fetchrow(
+                "SELECT pruned_through, mmc_head_seq() AS head FROM event_watermark")
+            assert marks is not None
+            head = int(marks["head"])
+            if since < marks["pruned_through"] or since > head:
+                return Replay(False, [], head)
+            records = await conn.fetch(
+                f"""SELECT {EVENT_COLUMNS} FROM events
+                     WHERE id > $1 AND ($2::text IS NULL OR clinic_code = $2)
+                       AND ($3::text IS NULL OR patient_id = $3)
+                       AND ($4::text[] IS NULL OR event_type = ANY($4))
+                     ORDER BY id LIMIT $5""",
+                since, clinic, channel.patient, types, limit + 1)
+        if len(records) > limit:
+            return Replay(False, [], head)
+        return Replay(True, [EventRow.from_record(r) for r in records], head)
+
+    async def positions(self, clinic: str) -> dict[str, Any] | None:
+        """Everyone waiting or called at `clinic` today with their `ahead`, at a seq."""
+        found: dict[str, Any] | None = await self.db.call(
+            "SELECT mmc_clinic_positions($1, $2)", clinic, self.db.now())
+        return found

@@ -1,0 +1,207 @@
+"""The WebSocket transport, `GET /ws`: authenticate, parse, call server.commands, map
+errors; subscriptions through the hub; one reader and one writer task per socket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from server import auth, commands, errors, protocol
+from server.args import Args
+from server.auth import ANONYMOUS, Principal
+from server.db import Database
+from server.hub import Hub, Outbox
+from server.protocol import CloseCode
+from server.ratelimit import TokenBucket
+
+log = structlog.get_logger(__name__)
+_connection_ids = itertools.count(1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WsLimits:
+    """What one socket may do. `send_queue` is WS_SEND_QUEUE."""
+
+    send_queue: int = 256
+    rate: float = 20.0                 # frames a second, sustained
+    burst: float = 60.0                # frames at once
+    over_limit_seconds: float = 10.0   # refused this long without a pause: 1008
+    idle_seconds: float = 30.0         # anonymous with no subscription: 1008
+    max_subscriptions: int = 64
+    close_grace_seconds: float = 10.0  # for the close frame behind a stalled client
+
+
+async def endpoint(websocket: WebSocket) -> None:
+    """One client: accept (with `mmc.v1` when offered), then read until it leaves."""
+    offered = websocket.scope.get("subprotocols") or []
+    await websocket.accept(
+        subprotocol=protocol.SUBPROTOCOL if protocol.SUBPROTOCOL in offered else None)
+    connection = Connection(websocket, websocket.state.db, websocket.state.hub,
+                            websocket.state.limits)
+    with structlog.contextvars.bound_contextvars(conn=next(_connection_ids)):
+        await connection.run()
+
+
+class Connection:
+    def __init__(self, websocket: WebSocket, db: Database, hub: Hub, limits: WsLimits) -> None:
+        self.websocket = websocket
+        self.db = db
+        self.hub = hub
+        self.limits = limits
+        self.principal: Principal = ANONYMOUS
+        self.outbox = Outbox(limits.send_queue)
+        self.bucket = TokenBucket(limits.rate, limits.burst)
+        self.subscriptions: dict[str, AsyncExitStack] = {}
+
+    async def run(self) -> None:
+        writer = asyncio.create_task(self._write())
+        reader = asyncio.create_task(self._read())
+        closing = asyncio.create_task(self.outbox.wait_closed())
+        try:
+            await asyncio.wait({reader, closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # Channels go at once: a socket on its way out holds none.
+            for stack in self.subscriptions.values():
+                await stack.aclose()
+            self.subscriptions.clear()
+            self.outbox.close(CloseCode.NORMAL)
+            if self.outbox.close_code == CloseCode.TRY_AGAIN_LATER:
+                log.info("ws.closed_slow")
+            # A writer stuck behind a client that stopped reading gets a bounded
+            # chance to deliver the close frame once the client reads again.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.limits.close_grace_seconds):
+                    await asyncio.shield(writer)
+            for task in (writer, reader, closing):
+                task.cancel()
+            await asyncio.gather(writer, reader, closing, return_exceptions=True)
+
+    async def _write(self) -> None:
+        try:
+            while (frame := await self.outbox.get()) is not None:
+                await self.websocket.send({"type": "websocket.send", "text": frame})
+            await self.websocket.close(self.outbox.close_code or CloseCode.NORMAL)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass  # the client left first
+
+    @property
+    def idle_timeout(self) -> float | None:
+        """Only an anonymous socket with nothing subscribed can be idle."""
+        if self.principal.is_anonymous and not self.subscriptions:
+            return self.limits.idle_seconds
+        return None
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(self.idle_timeout):
+                    message = await self.websocket.receive()
+            except TimeoutError:
+                self.outbox.close(CloseCode.POLICY)
+                continue
+            if message["type"] == "websocket.disconnect":
+                return
+            if self.outbox.closed:
+                continue  # closing: what the client still sends is not read
+            if not self.bucket.take():
+                await self._refuse(message)
+                continue
+            text = message.get("text")
+            if text is None:
+                await self.outbox.put(protocol.error(
+                    None, errors.BadRequest("frames must be JSON text")))
+                continue
+            await self._handle(text)
+
+    async def _refuse(self, message: Mapping[str, Any]) -> None:
+        rid = None
+        text = message.get("text")
+        if text is not None:
+            try:
+                rid = protocol.parse_request(text).id
+            except protocol.BadFrame as exc:
+                rid = exc.request_id
+        refusal = errors.RateLimited(retry_after=self.bucket.retry_after())
+        await self.outbox.put(protocol.error(rid, refusal))
+        if self.bucket.over_for() > self.limits.over_limit_seconds:
+            log.info("ws.rate_limited_close")
+            self.outbox.close(CloseCode.POLICY, drain=True)
+
+    async def _handle(self, text: str) -> None:
+        try:
+            request = protocol.parse_request(text)
+        except protocol.BadFrame as exc:
+            await self.outbox.put(protocol.error(exc.request_id, exc))
+            return
+        try:
+            if request.op == "subscribe":
+                await self._subscribe(request)  # the hub sends the reply in order
+                return
+            result = await self._dispatch(request)
+        except errors.MMCError as exc:
+            await self.outbox.put(protocol.error(request.id, exc))
+            return
+        except Exception:
+            log.exception("ws.op_failed", op=request.op)
+            await self.outbox.put(protocol.error(request.id, errors.Internal()))
+            return
+        await self.outbox.put(protocol.reply(request.id, result))
+
+    async def _dispatch(self, request: protocol.Request) -> Any:
+        args = Args(request.args)
+        if request.op == "auth":
+            token = args.text("token", max_len=256)
+            async with self.db.transaction() as conn:
+                principal = await auth.resolve(conn, token, self.db.now())
+            await self._become(principal)
+            return principal.public()
+        if request.op == "unsubscribe":
+            name = args.text("channel", max_len=64)
+            stack = self.subscriptions.pop(name, None)
+            if stack is not None:
+                await stack.aclose()
+            return {}
+        result = await commands.execute(self.db, self.principal, request.op, request.args)
+        if request.op in commands.LOGIN_OPERATIONS:
+            await self._become(commands.principal_from_login(result))
+        return result
+
+    async def _become(self, principal: Principal) -> None:
+        """A new identity keeps only the public channels: the others were granted to
+        the old one."""
+        if principal == self.principal:
+            return
+        self.principal = principal
+        for name in [n for n in self.subscriptions if n.count(":") != 1]:
+            await self.subscriptions.pop(name).aclose()
+
+    async def _subscribe(self, request: protocol.Request) -> None:
+        args = Args(request.args)
+        channel = protocol.parse_channel(args.value("channel"), self.principal)
+        since = args.optional_integer("since", low=0, high=2**62)
+        old = self.subscriptions.pop(channel.name, None)
+        if old is not None:
+            await old.aclose()  # subscribing again is how a client resumes
+        if len(self.subscriptions) >= self.limits.max_subscriptions:
+            raise errors.BadRequest("too many subscriptions")
+        rid = request.id
+
+        def reply(seq: int) -> str:
+            return protocol.reply(rid, {"channel": channel.name, "seq": seq})
+
+        stack = AsyncExitStack()
+        try:
+            await stack.enter_async_context(
+                self.hub.subscribe(self.outbox, channel, since, reply=reply))
+        except BaseException:
+            await stack.aclose()
+            raise
+        self.subscriptions[channel.name] = stack
