@@ -58,7 +58,7 @@ class Peer:
         self.raw: list[str] = []
         self.pushed: list[Frame] = []
         self.close_code: int | None = None
-        self._ids = itertools.count(1)
+        self.ids = itertools.count(1)
         self._replies: dict[int, asyncio.Future[Frame]] = {}
         self._changed = asyncio.Event()
         self._reader = asyncio.create_task(self._read())
@@ -93,7 +93,7 @@ class Peer:
         await self.ws.send(data)
 
     async def request(self, op: str, args: dict[str, Any] | None = None) -> Frame:
-        rid = next(self._ids)
+        rid = next(self.ids)
         future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
         self._replies[rid] = future
         frame: Frame = {"id": rid, "op": op}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
 import httpx
@@ -27,7 +27,7 @@ async def live(dsn: str, clock: ManualClock) -> AsyncIterator[LiveServer]:
         yield server
 
 
-def has(kind: str, value: str) -> object:
+def has(kind: str, value: str) -> Callable[[list[Frame]], bool]:
     return lambda frames: any(f.get(kind) == value for f in frames)
 
 

@@ -1,0 +1,79 @@
+"""The README documents the protocol: every op, channel, event, notice, error code,
+close code, setting and environment variable the server knows appears in it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from server import commands, errors, protocol, settings
+from server.config import ENVIRONMENT
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def section(title: str) -> str:
+    """The text of one `## title` section of the README."""
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", README, re.S | re.M)
+    assert match is not None, f"README has no '## {title}' section"
+    return match.group(1)
+
+
+PROTOCOL = section("WebSocket protocol")
+
+
+@pytest.mark.parametrize("op", sorted({*commands.OPERATIONS, *protocol.TRANSPORT_OPS}))
+def test_every_op_is_in_the_protocol_section(op: str) -> None:
+    """An op the server answers is listed (in backquotes) in the ops table."""
+    assert f"`{op}`" in PROTOCOL
+
+
+@pytest.mark.parametrize("event", protocol.EVENTS)
+def test_every_event_is_documented(event: str) -> None:
+    """Each event type appears among the protocol's events."""
+    assert re.search(rf"\b{event}\b", section("WebSocket protocol").split("### Events")[1])
+
+
+@pytest.mark.parametrize("notice", protocol.NOTICES)
+def test_every_notice_is_documented(notice: str) -> None:
+    """POSITION, NEAR_TURN, YOUR_TURN each have a row."""
+    assert f"| {notice} |" in PROTOCOL
+
+
+@pytest.mark.parametrize("channel", ["`clinic:<code>`", "`clinic:<code>:staff`", "`me`",
+                                     "`admin`"])
+def test_every_channel_is_documented(channel: str) -> None:
+    """The channels table names each channel."""
+    assert f"| {channel} |" in PROTOCOL
+
+
+@pytest.mark.parametrize("code", sorted(errors.BY_CODE))
+def test_every_error_code_is_documented(code: str) -> None:
+    """The error envelope's codes with their statuses."""
+    assert f"`{code}` {errors.BY_CODE[code].status}" in PROTOCOL
+
+
+@pytest.mark.parametrize("close", [c for c in protocol.CloseCode if c != 1000])
+def test_every_close_code_is_documented(close: protocol.CloseCode) -> None:
+    """1008, 1009, 1012 and 1013 each say when they happen."""
+    assert f"| {int(close)} |" in PROTOCOL
+
+
+@pytest.mark.parametrize("key", sorted(settings.SETTINGS))
+def test_every_setting_is_documented(key: str) -> None:
+    """Each committee setting has a row in the settings table."""
+    assert f"| `{key}` |" in section("Settings")
+
+
+@pytest.mark.parametrize("name", sorted(ENVIRONMENT))
+def test_every_environment_variable_is_documented(name: str) -> None:
+    """Each variable the server reads has a row in the configuration table."""
+    assert f"| `{name}` |" in section("Configuration")
+
+
+def test_realtime_modules_are_in_the_module_table() -> None:
+    """The architecture's module table names the realtime modules."""
+    for module in ("hub", "ws", "protocol", "views", "notices", "ratelimit"):
+        assert f"| `server/{module}.py` |" in section("Architecture")
