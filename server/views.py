@@ -98,22 +98,17 @@ def frame_for(channel: Channel, row: EventRow) -> str | None:
 
 def invalidations(row: EventRow) -> Iterator[tuple[str, str]]:
     """(channel key, cache key) pairs this event makes stale."""
-    if row.clinic is not None:
-        status = f"queue:status:{row.clinic}"
-        yield f"clinic:{row.clinic}", status
-        yield f"clinic:{row.clinic}:staff", status
-        yield "admin", status
     if row.type == "PIN_ROTATED" and row.clinic is not None:
         yield f"clinic:{row.clinic}:staff", "pins:current"
         yield "admin", "pins:current"
+    elif row.clinic is not None:
+        yield from queue_invalidations(row.clinic)
     if row.type in protocol.ROUTE_EVENTS and row.patient and row.data.get("route_id"):
         yield f"me:{row.patient}", f"route:{row.data['route_id']}"
     if row.type == "CACHE_INVALIDATED":
         for key in row.data.get("keys") or ():
             if isinstance(key, str):
                 yield "admin", key
-    if row.type != "PIN_ROTATED":
-        yield "admin", "stats:dashboard"
 
 
 def queue_invalidations(clinic: str) -> Iterator[tuple[str, str]]:
