@@ -47,6 +47,7 @@ class Outbox:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
+        self._half = max(1, capacity // 2)
         self.close_code: int | None = None
         self._frames: deque[str] = deque()
         self._drain = False
@@ -73,7 +74,7 @@ class Outbox:
         return True
 
     async def put(self, frame: str) -> None:
-        while self.close_code is None and len(self._frames) >= self.capacity // 2:
+        while self.close_code is None and len(self._frames) >= self._half:
             self._roomy.clear()
             await self._roomy.wait()
         if self.close_code is None:
@@ -99,7 +100,7 @@ class Outbox:
         while True:
             if self._frames and (self.close_code is None or self._drain):
                 frame = self._frames.popleft()
-                if len(self._frames) < self.capacity // 2:
+                if len(self._frames) < self._half:
                     self._roomy.set()
                 return frame
             if self.close_code is not None:
@@ -239,8 +240,8 @@ class Hub:
         self.views.cache.clear()
         for key in self._subs:
             if key.startswith("clinic:"):
-                clinic = key.split(":")[1]
-                self._queue_changes.add(clinic)
+                self._queue_changes.add(key.split(":")[1])
+        self._queue_changes.update(self.notices.clinics())
 
     async def _pump(self, conn: asyncpg.Connection, lost: asyncio.Event) -> None:
         self._wake.set()

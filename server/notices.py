@@ -49,6 +49,10 @@ class NoticeBook:
         else:
             self._standing.pop(patient, None)
 
+    def clinics(self) -> set[str]:
+        """Where the patients told so far stand (worth a fresh look after a gap)."""
+        return {standing.clinic for standing in self._standing.values()}
+
     def forget(self, patient: str) -> None:
         self._standing.pop(patient, None)
 

@@ -67,6 +67,8 @@ class Connection:
         closing = asyncio.create_task(self.outbox.wait_closed())
         try:
             await asyncio.wait({reader, closing}, return_when=asyncio.FIRST_COMPLETED)
+            if reader.done() and not reader.cancelled() and reader.exception() is not None:
+                log.error("ws.reader_failed", error=type(reader.exception()).__name__)
         finally:
             # Channels go at once: a socket on its way out holds none.
             for stack in self.subscriptions.values():
