@@ -1,4 +1,4 @@
-"""The command line: python -m server {serve,migrate,admin,pins,version}."""
+"""The command line: python -m server {serve,migrate,admin,pins,report,version}."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import asyncpg
+import orjson
 import uvicorn
 
-from server import __version__, accounts, logs, migrations
+from server import __version__, accounts, logs, migrations, reports
 from server.config import Config, ConfigError
 from server.db import init_connection
 from server.embedded import EmbeddedPostgres
@@ -119,6 +121,17 @@ def cmd_pins(config: Config, ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(config: Config, ns: argparse.Namespace) -> int:
+    with database(config) as dsn:
+        report = with_connection(dsn, lambda c: reports.fetch_on(
+            c, ns.type, ns.date, datetime.now(UTC)))
+    if ns.csv:
+        print(reports.render_csv(report), end="")
+    else:
+        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m server", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -149,6 +162,12 @@ def parser() -> argparse.ArgumentParser:
 
     pins = sub.add_parser("pins", help="print today's PINs (creating them if missing)")
     pins.set_defaults(run=cmd_pins)
+
+    report = sub.add_parser("report", help="print a report (stored once its period closes)")
+    report.add_argument("type", choices=reports.REPORT_TYPES)
+    report.add_argument("--date", required=True, help="a day of the period, YYYY-MM-DD")
+    report.add_argument("--csv", action="store_true", help="CSV instead of JSON")
+    report.set_defaults(run=cmd_report)
     return p
 
 

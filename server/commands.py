@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from server import accounts, auth, errors, settings
+from server import accounts, auth, errors, reports, settings
 from server.args import EXAM_TYPE, PIN, Args, normalise_patient_id
 from server.auth import Principal
 from server.db import Database
@@ -282,3 +282,9 @@ async def settings_get(db: Database, principal: Principal, args: Args) -> Result
 async def settings_set(db: Database, principal: Principal, args: Args) -> Result:
     key, value = settings.validate(args.value("key"), args.value("value"))
     return {"settings": await db.call("SELECT mmc_settings_set($1, $2)", key, value)}
+
+
+@operation("report.get", ADMIN)
+async def report_get(db: Database, principal: Principal, args: Args) -> Result:
+    return await reports.fetch(db, args.text("type", max_len=16),
+                               args.text("date", max_len=10))
