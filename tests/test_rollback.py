@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -40,10 +41,12 @@ async def test_rollback_runs_down_scripts_and_checks_out_the_release(empty_dsn, 
     env = {**os.environ, "DATABASE_URL": empty_dsn, "PYTHON": sys.executable,
            "LOG_LEVEL": "warning"}
     # `python -m server` from the clone runs the clone's code and schema.
-    subprocess.run([sys.executable, "-m", "server", "migrate"], cwd=clone, env=env,
-                   check=True, capture_output=True, timeout=120)
-    result = subprocess.run(["deploy/rollback.sh", "--no-install", first_release], cwd=clone,
-                            env=env, capture_output=True, text=True, timeout=300)
+    await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "server", "migrate"], cwd=clone, env=env,
+        check=True, capture_output=True, timeout=120)
+    result = await asyncio.to_thread(
+        subprocess.run, ["deploy/rollback.sh", "--no-install", first_release], cwd=clone,
+        env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "rollback: schema -> 3" in result.stdout
     assert "schema 3 (this code knows 3)" in result.stdout
