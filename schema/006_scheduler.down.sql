@@ -7,6 +7,8 @@ DROP FUNCTION IF EXISTS mmc_report_queue_stats(date, date, text, integer);
 DROP FUNCTION IF EXISTS mmc_report_period(text, date);
 DROP FUNCTION IF EXISTS mmc_clean_up(timestamptz, interval);
 DROP FUNCTION IF EXISTS mmc_prune_old_events(timestamptz);
+DROP FUNCTION IF EXISTS mmc_close_past_days(timestamptz);
+DROP INDEX IF EXISTS idx_queues_active_day;
 DROP FUNCTION IF EXISTS mmc_rotate_due_pins(timestamptz);
 DROP FUNCTION IF EXISTS mmc_time_out_calls(timestamptz);
 DROP FUNCTION IF EXISTS mmc_auto_call(text, timestamptz);

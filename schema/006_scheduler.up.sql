@@ -124,6 +124,36 @@ BEGIN
 END;
 $$;
 
+-- The day's end: entries still active on a past local day are cancelled (reason
+-- day_closed) and that day's unfinished routes are cancelled, so a closed day's rows
+-- never change after its report is stored and nobody is carried into tomorrow.
+CREATE INDEX idx_queues_active_day ON queues (day)
+    WHERE status IN ('WAITING', 'CALLED', 'IN_PROGRESS');
+
+CREATE FUNCTION mmc_close_past_days(p_now timestamptz) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_today date := mmc_local_day(p_now);
+    v_events jsonb := '[]'::jsonb;
+    r queues;
+BEGIN
+    FOR r IN SELECT * FROM queues
+              WHERE day < v_today AND status IN ('WAITING', 'CALLED', 'IN_PROGRESS')
+              ORDER BY day, clinic_code, queue_number
+              FOR UPDATE SKIP LOCKED
+    LOOP
+        UPDATE queues SET status = 'CANCELLED', completed_at = p_now WHERE id = r.id;
+        v_events := v_events || mmc_event('CANCELLED', r.clinic_code, r.patient_id,
+                                          r.queue_number, jsonb_build_object(
+                                              'number', r.queue_number, 'reason', 'day_closed'));
+    END LOOP;
+    UPDATE routes SET status = 'cancelled', current_clinic = NULL
+     WHERE day < v_today AND status = 'active';
+    PERFORM mmc_emit(v_events);
+    RETURN jsonb_array_length(v_events);
+END;
+$$;
+
 -- Events older than events_retention_seconds; mmc_prune_events (004, the realtime
 -- hub's) also advances the resume watermark.
 CREATE FUNCTION mmc_prune_old_events(p_now timestamptz) RETURNS integer

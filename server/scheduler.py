@@ -74,11 +74,13 @@ async def _auto_call(conn: asyncpg.Connection[asyncpg.Record], now: datetime) ->
     return called
 
 
-# In this order: a timed-out call frees its room before auto-call looks for room.
+# In this order: a timed-out call frees its room before auto-call looks for room, and
+# a past day is closed before its report is stored.
 JOBS: tuple[Job, ...] = (
     Job("timeouts", 0, _calls("mmc_time_out_calls")),
     Job("auto_call", 0, _auto_call),
     Job("pins", 0, _calls("mmc_rotate_due_pins")),
+    Job("close_days", 60, _calls("mmc_close_past_days")),
     Job("events", 60, _calls("mmc_prune_old_events")),
     Job("clean_up", 60, _calls("mmc_clean_up")),
     Job("reports", 60, _calls("mmc_store_due_reports")),

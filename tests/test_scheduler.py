@@ -15,11 +15,11 @@ import pytest
 
 from server.scheduler import JOBS, LEADER_LOCK, Job, Scheduler
 from tests.harness import MS
-from tests.people import ADMIN, run, staff
+from tests.people import ADMIN, patient, run, staff
 from tests.test_queue_rules import line_up
 
 PIN_CLINICS = {"eyes", "internal", "ent", "surgery", "dental", "psychiatry", "derma", "bones"}
-ALL_JOBS = {"timeouts", "auto_call", "pins", "events", "clean_up", "reports"}
+ALL_JOBS = {"timeouts", "auto_call", "pins", "close_days", "events", "clean_up", "reports"}
 
 # The leader's session, its OS process (application_name) included.
 LEADER_SQL = f"""
@@ -367,3 +367,28 @@ async def test_clean_up_removes_only_what_has_expired(db, clock, scheduler):
     assert [r["patient_id"] for r in await sql(db, "SELECT patient_id FROM pin_attempts")] \
         == ["12"]
     assert [r["client_id"] for r in await sql(db, "SELECT client_id FROM rate_limits")] == ["b"]
+
+
+async def test_past_days_are_closed_before_their_report(db, clock, scheduler):
+    """After local midnight, yesterday's waiting and called entries are CANCELLED
+    (day_closed) and its unfinished routes cancelled; today's are left alone, and the
+    stored daily report counts them as cancelled."""
+    await run(db, ADMIN, "admin.settings.set", {"key": "auto_call_enabled", "value": False})
+    clock.set(datetime(2026, 3, 1, 15, 0, tzinfo=UTC))  # 18:00 in Doha
+    await line_up(db, "eyes", 2)
+    await run(db, ADMIN, "queue.call", {"clinic": "eyes"})
+    await run(db, await patient(db, "93000001"), "route.create", {"exam_type": "cooks"})
+    clock.set(datetime(2026, 3, 1, 21, 5, tzinfo=UTC))  # 00:05 the next day in Doha
+    await run(db, await patient(db, "93000002"), "queue.enter", {"clinic": "eyes"})
+    assert (await scheduler.tick())["close_days"] == 3
+    rows = await sql(db, "SELECT day::text, status FROM queues ORDER BY day, entered_at")
+    assert [(r["day"], r["status"]) for r in rows] == [
+        ("2026-03-01", "CANCELLED"), ("2026-03-01", "CANCELLED"),
+        ("2026-03-01", "CANCELLED"), ("2026-03-02", "WAITING")]
+    assert [r["status"] for r in await sql(db, "SELECT status FROM routes")] == ["cancelled"]
+    reasons = await sql(db, "SELECT DISTINCT data->>'reason' AS r FROM events "
+                            "WHERE event_type = 'CANCELLED'")
+    assert [r["r"] for r in reasons] == ["day_closed"]
+    stored = await sql(db, "SELECT data FROM reports WHERE report_type = 'daily' "
+                           "AND report_date = '2026-03-01'")
+    assert stored[0]["data"]["total"]["cancelled"] == 3
