@@ -148,6 +148,7 @@ class Hub:
         self.listening = False
         self.last_id: int | None = None
         self.notices = NoticeBook()
+        self.position_queries = 0  # how many per-clinic recomputes ran (coalescing)
         self._subs: dict[str, set[Subscription]] = {}
         self._wake = asyncio.Event()
         self._became_ready = asyncio.Event()
@@ -325,6 +326,7 @@ class Hub:
         try:
             while True:
                 self._again.discard(clinic)
+                self.position_queries += 1
                 found = await self.views.positions(clinic)
                 if found is not None:
                     self._tell_positions(found)

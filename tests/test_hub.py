@@ -151,6 +151,33 @@ async def test_terminated_listen_connection_loses_nothing_in_a_burst(
             await peer.close()
 
 
+async def test_positions_are_recomputed_once_per_burst(
+        dsn: str, clock: ManualClock, db: Database) -> None:
+    """40 patients entering in one transaction: one position query for the clinic,
+    not 40, and the first patient (ahead unchanged) is told nothing."""
+    first, *rest = [await patient(db, f"2350000{i:04d}") for i in range(41)]
+    await run(db, first, "queue.enter", {"clinic": "internal"})
+    async with running(dsn, clock) as live:
+        hub = hub_of(live)
+        phone, _ = await subscribed(live, db, first, "me")
+        await phone.call("ping")
+        before = hub.position_queries
+        async with db.transaction() as conn:
+            for who in rest:
+                await conn.execute("SELECT mmc_queue_enter($1, 'internal', $2)",
+                                   who.subject, db.now())
+        head = await db.call("SELECT max(id) FROM events")
+        for _ in range(400):
+            if hub.last_id == head and hub.position_queries > before:
+                break
+            await asyncio.sleep(5 * MS)
+        await asyncio.sleep(50 * MS)  # room for any further (wrongly uncoalesced) query
+        assert hub.last_id == head
+        assert 1 <= hub.position_queries - before <= 5
+        assert phone.notices() == []
+        await phone.close()
+
+
 def rcvbuf_socket(port: int) -> socket.socket:
     """A client socket with a tiny receive window, so unread frames back up fast."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
