@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -26,8 +25,11 @@ import structlog
 from server import protocol, views
 from server.db import init_connection
 from server.notices import NoticeBook
+from server.outbox import Outbox
 from server.protocol import Channel, CloseCode
 from server.views import EventRow, Views
+
+__all__ = ["Hub", "Outbox", "Subscription", "backoff"]  # Outbox: SSE imports it from here
 
 log = structlog.get_logger(__name__)
 
@@ -37,76 +39,6 @@ APPLICATION_NAME = "mmc-hub"
 READ_BATCH = 500
 READ_EVENTS = (f"SELECT {views.EVENT_COLUMNS} FROM events WHERE id > $1 "
                f"ORDER BY id LIMIT {READ_BATCH}")
-
-
-class Outbox:
-    """One client's bounded queue of frames, drained by its one writer. The hub only
-    `offer`s (never waits; a full queue closes the outbox with 1013); what one client
-    asked for (replies, snapshots, replays) is `put`, which waits while the queue is
-    half full so live frames always find room behind it."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._half = max(1, capacity // 2)
-        self.close_code: int | None = None
-        self._frames: deque[str] = deque()
-        self._drain = False
-        self._readable = asyncio.Event()
-        self._roomy = asyncio.Event()
-        self._roomy.set()
-        self._closed = asyncio.Event()
-
-    @property
-    def closed(self) -> bool:
-        return self.close_code is not None
-
-    def __len__(self) -> int:
-        return len(self._frames)
-
-    def offer(self, frame: str) -> bool:
-        if self.close_code is not None:
-            return False
-        if len(self._frames) >= self.capacity:
-            self.close(CloseCode.TRY_AGAIN_LATER)
-            return False
-        self._frames.append(frame)
-        self._readable.set()
-        return True
-
-    async def put(self, frame: str) -> None:
-        while self.close_code is None and len(self._frames) >= self._half:
-            self._roomy.clear()
-            await self._roomy.wait()
-        if self.close_code is None:
-            self._frames.append(frame)
-            self._readable.set()
-
-    def close(self, code: int, *, drain: bool = False) -> None:
-        """Stop; with `drain` the frames already queued are still written first."""
-        if self.close_code is None:
-            self.close_code = code
-            self._drain = drain
-        if not self._drain:
-            self._frames.clear()
-        self._readable.set()
-        self._roomy.set()
-        self._closed.set()
-
-    async def wait_closed(self) -> None:
-        await self._closed.wait()
-
-    async def get(self) -> str | None:
-        """The next frame, or None once closed (and drained)."""
-        while True:
-            if self._frames and (self.close_code is None or self._drain):
-                frame = self._frames.popleft()
-                if len(self._frames) < self._half:
-                    self._roomy.set()
-                return frame
-            if self.close_code is not None:
-                return None
-            self._readable.clear()
-            await self._readable.wait()
 
 
 @dataclass(eq=False)

@@ -18,7 +18,8 @@ from server import auth, commands, errors, protocol
 from server.args import Args
 from server.auth import ANONYMOUS, Principal
 from server.db import Database
-from server.hub import Hub, Outbox
+from server.hub import Hub
+from server.outbox import Outbox
 from server.protocol import CloseCode
 from server.ratelimit import TokenBucket
 

@@ -75,5 +75,5 @@ def test_every_environment_variable_is_documented(name: str) -> None:
 
 def test_realtime_modules_are_in_the_module_table() -> None:
     """The architecture's module table names the realtime modules."""
-    for module in ("hub", "ws", "protocol", "views", "notices", "ratelimit"):
+    for module in ("hub", "outbox", "ws", "protocol", "views", "notices", "ratelimit"):
         assert f"| `server/{module}.py` |" in section("Architecture")
