@@ -34,7 +34,7 @@ class CircuitBreaker:
         self.success_threshold = success_threshold
         self.reset_timeout = reset_timeout
         self._clock = clock
-        self._on_change = on_change
+        self._listeners: list[Callable[[State], None]] = [] if on_change is None else [on_change]
         self._state = State.CLOSED
         self._failures = 0
         self._successes = 0
@@ -43,6 +43,11 @@ class CircuitBreaker:
     @property
     def state(self) -> State:
         return self._state
+
+    def add_listener(self, listener: Callable[[State], None]) -> None:
+        """Call `listener(state)` now and on every change (metrics, readiness)."""
+        self._listeners.append(listener)
+        listener(self._state)
 
     def retry_after(self) -> float:
         return max(0.0, self._opened_at + self.reset_timeout - self._clock())
@@ -78,5 +83,5 @@ class CircuitBreaker:
         self._successes = 0
         if state is State.CLOSED:
             self._failures = 0
-        if self._on_change is not None:
-            self._on_change(state)
+        for listener in self._listeners:
+            listener(state)

@@ -53,11 +53,16 @@ async def execute(db: Database, principal: Principal, op: str, raw_args: Any) ->
     found = OPERATIONS.get(op)
     if found is None:
         raise errors.BadRequest("unknown op")
-    if principal.role not in found.roles:
-        if principal.is_anonymous:
-            raise errors.Unauthorized()
-        raise errors.Forbidden()
-    return await found.handler(db, principal, Args(raw_args))
+    outcome = "ok"
+    try:
+        if principal.role not in found.roles:
+            raise errors.Unauthorized() if principal.is_anonymous else errors.Forbidden()
+        return await found.handler(db, principal, Args(raw_args))
+    except errors.MMCError as exc:
+        outcome = exc.code
+        raise
+    finally:
+        db.metrics.commands.labels(op=op, outcome=outcome).inc()
 
 
 def principal_from_login(result: Result) -> Principal:

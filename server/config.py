@@ -21,6 +21,11 @@ ENVIRONMENT: dict[str, str] = {
     "DB_POOL_MIN": "smallest database pool size (default 2)",
     "DB_POOL_MAX": "largest database pool size (default 10)",
     "WS_SEND_QUEUE": "frames queued per socket before a slow client is closed (default 256)",
+    "HTTP_RATE_LIMIT": "HTTP requests a second per client address and endpoint, bursts of 3x "
+                       "(default 10; 0 turns the limit off)",
+    "FORWARDED_ALLOW_IPS": "proxies trusted to name the client in X-Forwarded-For "
+                           "(read by uvicorn; default 127.0.0.1)",
+    "BREAKER_RESET_SECONDS": "how long the database circuit breaker stays open (default 60)",
 }
 
 
@@ -55,6 +60,8 @@ class Config:
     db_pool_min: int = 2
     db_pool_max: int = 10
     ws_send_queue: int = 256
+    breaker_reset_seconds: int = 60
+    http_rate_limit: int = 10
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -84,6 +91,8 @@ class Config:
             db_pool_min=pool_min,
             db_pool_max=_int(env, "DB_POOL_MAX", 10, pool_min, 500),
             ws_send_queue=_int(env, "WS_SEND_QUEUE", 256, 8, 65536),
+            breaker_reset_seconds=_int(env, "BREAKER_RESET_SECONDS", 60, 1, 3600),
+            http_rate_limit=_int(env, "HTTP_RATE_LIMIT", 10, 0, 100_000),
         )
 
 

@@ -96,7 +96,8 @@ class Database:
         self.pool = pool
         self.clock: Clock = clock or SystemClock()
         self.metrics = metrics or Metrics()
-        self.breaker = breaker or CircuitBreaker(on_change=self.metrics.set_breaker_state)
+        self.breaker = breaker or CircuitBreaker()
+        self.breaker.add_listener(self.metrics.set_breaker_state)
 
     @classmethod
     async def connect(cls, dsn: str, *, clock: Clock | None = None, min_size: int = 2,

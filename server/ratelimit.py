@@ -1,10 +1,11 @@
-"""Per-connection rate limiting: an in-memory token bucket, and how long a client has
-been over it (PROTOCOL.md: over the limit for too long closes the socket with 1008).
-Login and PIN attempts are counted in Postgres instead, so they hold across processes."""
+"""Rate limiting in memory: a token bucket per socket (with how long a client has been
+over it: PROTOCOL.md closes it with 1008) and per HTTP client and endpoint. Login and
+PIN attempts are counted in Postgres instead, so they hold across processes."""
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 
@@ -49,3 +50,29 @@ class TokenBucket:
         if self._over_since is None:
             return 0.0
         return self._clock() - self._over_since
+
+
+class ClientLimits:
+    """A bucket per (client address, endpoint) for the HTTP API, bounded in memory:
+    the least recently used client is forgotten first (a forgotten client starts full,
+    which errs on the side of serving it)."""
+
+    def __init__(self, rate: float, burst: float, *, max_clients: int = 50_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_clients = max_clients
+        self._clock = clock
+        self._buckets: OrderedDict[tuple[str, str], TokenBucket] = OrderedDict()
+
+    def retry_after(self, client: str, endpoint: str) -> float | None:
+        """None when the request may go ahead, else the seconds to wait."""
+        key = (client, endpoint)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, clock=self._clock)
+            if len(self._buckets) > self.max_clients:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key)
+        return None if bucket.take() else bucket.retry_after()

@@ -47,8 +47,15 @@ async def endpoint(websocket: WebSocket) -> None:
         subprotocol=protocol.SUBPROTOCOL if protocol.SUBPROTOCOL in offered else None)
     connection = Connection(websocket, websocket.state.db, websocket.state.hub,
                             websocket.state.limits)
-    with structlog.contextvars.bound_contextvars(conn=next(_connection_ids)):
-        await connection.run()
+    metrics = connection.db.metrics
+    metrics.ws_connections.inc()
+    try:
+        with structlog.contextvars.bound_contextvars(conn=next(_connection_ids)):
+            await connection.run()
+    finally:
+        metrics.ws_connections.dec()
+        if connection.outbox.close_code == CloseCode.TRY_AGAIN_LATER:
+            metrics.ws_slow_closes.inc()
 
 
 class Connection:

@@ -110,3 +110,80 @@ async def test_postgres_stop_and_start_loses_nothing(
         assert received(display, "clinic:lab", start) == want
         for peer in (display, admin, *phones):
             await peer.close()
+
+
+class Ticks:
+    """The breaker's clock, moved by the test: no waiting for its 60 s."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def breaker_states(metrics_text: str) -> dict[str, float]:
+    states = {}
+    for line in metrics_text.splitlines():
+        if line.startswith('circuit_breaker_state{service="database"'):
+            state = line.split('state="')[1].split('"')[0]
+            states[state] = float(line.rsplit(" ", 1)[1])
+    return states
+
+
+def counter(metrics_text: str, name: str) -> float:
+    for line in metrics_text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} missing")
+
+
+async def test_breaker_opens_fails_fast_and_closes_after_two_successes(
+        own_cluster: Cluster, own_dsn: str, clock: ManualClock) -> None:
+    """Postgres stopped: 5 failing calls open the breaker; the next ones answer 503
+    with Retry-After and make no database attempt; /ready is 503. Started again and
+    past the timeout: one success half-opens it, a second closes it. /metrics shows
+    each state."""
+    from tests.api import running_api
+
+    assert own_cluster.embedded is not None
+    ticks = Ticks()
+    breaker = CircuitBreaker(reset_timeout=60, clock=ticks)
+    async with running_api(own_dsn, clock, breaker=breaker) as api:
+        async def scrape() -> str:
+            return (await api.client.get("/metrics")).text
+
+        assert breaker_states(await scrape()) == {"CLOSED": 1, "OPEN": 0, "HALF_OPEN": 0}
+        await asyncio.to_thread(own_cluster.embedded.pg_ctl, "stop", "-m", "fast", "-w")
+        try:
+            for attempt in range(1, 6):
+                response = await api.get("stats-queues")
+                assert response.status_code == 503, response.text
+                assert response.json()["error"] == "unavailable"
+                expected = "OPEN" if attempt == 5 else "CLOSED"
+                assert breaker.state.value == expected, attempt
+            text = await scrape()
+            assert breaker_states(text) == {"CLOSED": 0, "OPEN": 1, "HALF_OPEN": 0}
+            errors_before = counter(text, "database_connection_errors_total")
+            assert errors_before == 5
+            for _ in range(20):
+                fast = await api.get("stats-queues")
+                assert fast.status_code == 503
+                assert 1 <= int(fast.headers["Retry-After"]) <= 60
+                assert fast.json()["retry_after"] == int(fast.headers["Retry-After"])
+            # No database attempt while open: the error count has not moved.
+            assert counter(await scrape(), "database_connection_errors_total") == errors_before
+            ready = await api.client.get("/ready")
+            assert ready.status_code == 503 and ready.json()["checks"]["breaker"] is False
+        finally:
+            await asyncio.to_thread(own_cluster.embedded.restart_if_stopped)
+        ticks.now += 60
+        assert (await api.get("stats-queues")).status_code == 200
+        assert breaker_states(await scrape()) == {"CLOSED": 0, "OPEN": 0, "HALF_OPEN": 1}
+        assert (await api.get("stats-queues")).status_code == 200
+        assert breaker_states(await scrape()) == {"CLOSED": 1, "OPEN": 0, "HALF_OPEN": 0}
+
+        async def ready() -> bool:  # the hub reconnects with backoff
+            return (await api.client.get("/ready")).status_code == 200
+
+        await until(ready, "ready again")

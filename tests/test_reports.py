@@ -203,7 +203,8 @@ async def test_the_simulation_covers_every_exam_gender_and_outcome(simulated):
         (t["exam_type"], t["gender"]) for t in simulated.templates}
     statuses = {r["status"] for r in simulated.queues if r["day"] == BIG_DAY}
     assert statuses >= {"COMPLETED", "NO_SHOW", "CANCELLED"}
-    assert {r["status"] for r in big} >= {"completed", "active"}
+    # Routes still open at the day's end are cancelled by the next day's close_days.
+    assert {r["status"] for r in big} >= {"completed", "cancelled"}
     waits = [r for r in simulated.queues if r["called_at"] and r["day"] == BIG_DAY
              and seconds(r["called_at"], r["entered_at"]) > 1800]
     assert waits, "some waits breach the SLA"

@@ -1,0 +1,103 @@
+"""The HTTP API's table: the seed's twenty edge functions (plus staff-login and logout),
+each with its method, command, callers and input shape. The HTTP adapter
+(server/http.py) and the OpenAPI document (server/openapi.py) both read it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+Schema = dict[str, Any]
+
+CLINIC: Schema = {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}$", "maxLength": 32,
+                  "description": "clinic code, e.g. eyes"}
+NUMBER: Schema = {"type": "integer", "minimum": 1, "maximum": 1000000,
+                  "description": "today's queue number; omitted: the entry the action applies to"}
+DATE: Schema = {"type": "string", "format": "date",
+                "description": "a day in the period (YYYY-MM-DD)"}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    method: str
+    summary: str
+    roles: str
+    op: str | None = None
+    body: dict[str, dict[str, Any]] = field(default_factory=dict)
+    required: tuple[str, ...] = ()
+    query: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def path(self) -> str:
+        return f"/api/v1/{self.name}"
+
+
+REPORT_QUERY: dict[str, Schema] = {
+    "date": DATE,
+    "format": {"type": "string", "enum": ["json", "csv"], "default": "json"},
+}
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("health", "GET", "Liveness and the state of the database, hub and breaker",
+             "anyone"),
+    Endpoint("admin-login", "POST", "Log in an admin account; returns a bearer token",
+             "anyone", op="admin.login",
+             body={"username": {"type": "string", "maxLength": 64},
+                   "password": {"type": "string", "maxLength": 256}},
+             required=("username", "password")),
+    Endpoint("staff-login", "POST", "Log in a staff (or admin) account; returns a bearer token",
+             "anyone", op="staff.login",
+             body={"username": {"type": "string", "maxLength": 64},
+                   "password": {"type": "string", "maxLength": 256}},
+             required=("username", "password")),
+    Endpoint("admin-status", "GET", "The signed-in staff or admin session", "staff, admin"),
+    Endpoint("patient-login", "POST", "Log in an examinee by ID (2-12 digits) and gender",
+             "anyone", op="patient.login",
+             body={"patient_id": {"type": "string", "maxLength": 64,
+                                  "description": "2-12 digits; Arabic-Indic digits accepted"},
+                   "gender": {"type": "string", "enum": ["male", "female"]}},
+             required=("patient_id", "gender")),
+    Endpoint("queue-enter", "POST", "Enter a clinic's queue", "patient", op="queue.enter",
+             body={"clinic": CLINIC}, required=("clinic",)),
+    Endpoint("queue-status", "GET", "A patient's own entry, or a clinic's numbers",
+             "patient, staff, admin", op="queue.status", query={"clinic": CLINIC}),
+    Endpoint("queue-call", "POST", "Call the next patient", "staff of the clinic, admin",
+             op="queue.call", body={"clinic": CLINIC}),
+    Endpoint("queue-done", "POST", "Complete a called patient's station; routes them on",
+             "staff of the clinic, admin", op="queue.done",
+             body={"clinic": CLINIC, "number": NUMBER}),
+    Endpoint("pin-status", "GET", "Today's PIN (own clinic for staff, all for admins)",
+             "staff, admin", op="pin.current", query={"clinic": CLINIC}),
+    Endpoint("pin-generate", "POST", "Generate today's PINs where missing (idempotent)",
+             "admin", op="pin.rotate", body={"clinic": CLINIC}),
+    Endpoint("route-create", "POST", "Create today's route (sticky) and enter its first clinic",
+             "patient", op="route.create",
+             body={"exam_type": {"type": "string", "maxLength": 32,
+                                 "enum": ["recruitment", "promotion", "transfer", "referral",
+                                          "contract", "aviation", "cooks", "courses"]}},
+             required=("exam_type",)),
+    Endpoint("route-get", "GET", "Today's route with done / current / locked stations",
+             "patient", op="route.get"),
+    Endpoint("path-choose", "POST", "Where to go now; re-enters the route after a no-show",
+             "patient", op="path.choose"),
+    Endpoint("stats-dashboard", "GET", "Per clinic waiting, serving, served, mean wait",
+             "admin", op="stats.dashboard"),
+    Endpoint("stats-queues", "GET", "Every clinic's public numbers (no IDs)", "anyone"),
+    Endpoint("events-stream", "GET",
+             "Server-Sent Events of one channel; resume with Last-Event-ID",
+             "as the channel (PROTOCOL.md)",
+             query={"channel": {"type": "string", "maxLength": 64,
+                                "description": "clinic:<code>, clinic:<code>:staff, me, admin"},
+                    "since": {"type": "integer", "minimum": 0},
+                    "token": {"type": "string", "maxLength": 256,
+                              "description": "bearer token, for EventSource clients"}}),
+    Endpoint("reports-daily", "GET", "Daily report", "admin", query=REPORT_QUERY),
+    Endpoint("reports-weekly", "GET", "Weekly report (Saturday-Friday)", "admin",
+             query=REPORT_QUERY),
+    Endpoint("reports-monthly", "GET", "Monthly report", "admin", query=REPORT_QUERY),
+    Endpoint("reports-annual", "GET", "Annual report", "admin", query=REPORT_QUERY),
+    Endpoint("logout", "POST", "End the session of the bearer token", "patient, staff, admin"),
+)
+
+BY_NAME = {e.name: e for e in ENDPOINTS}
