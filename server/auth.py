@@ -14,7 +14,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from server import errors
-from server.db import Conn
+from server.db import Conn, Database
 
 Role = Literal["anonymous", "patient", "staff", "admin"]
 
@@ -74,6 +74,12 @@ async def resolve(conn: Conn, token: str, now: datetime) -> Principal:
     if row is None:
         raise errors.Unauthorized("invalid or expired token")
     return Principal(row["role"], row["subject"], row["clinic_code"])
+
+
+async def authenticate(db: Database, token: str) -> Principal:
+    """`resolve` in a transaction of its own, at the database's clock."""
+    async with db.transaction() as conn:
+        return await resolve(conn, token, db.now())
 
 
 async def revoke(conn: Conn, token: str) -> None:

@@ -99,5 +99,3 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("reports-annual", "GET", "Annual report", "admin", query=REPORT_QUERY),
     Endpoint("logout", "POST", "End the session of the bearer token", "patient, staff, admin"),
 )
-
-BY_NAME = {e.name: e for e in ENDPOINTS}

@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Route
 from server import __version__, auth, commands, errors, reports
 from server.auth import ANONYMOUS, Principal
 from server.db import Database
-from server.endpoints import BY_NAME, ENDPOINTS, Endpoint
+from server.endpoints import ENDPOINTS, Endpoint
 from server.ratelimit import ClientLimits
 
 log = structlog.get_logger(__name__)
@@ -57,10 +57,8 @@ async def principal_of(request: Request, token: str | None = None) -> Principal:
     token = token or bearer_token(request)
     if token is None:
         return ANONYMOUS
-    db: Database = request.state.db
     try:
-        async with db.transaction() as conn:
-            return await auth.resolve(conn, token, db.now())
+        return await auth.authenticate(request.state.db, token)
     except errors.Unauthorized:
         return ANONYMOUS
 
@@ -209,4 +207,4 @@ def routes(extra: dict[str, Handler] | None = None) -> list[BaseRoute]:
     return out
 
 
-__all__ = ["BY_NAME", "JSON", "error_response", "not_found", "routes", "server_error"]
+__all__ = ["JSON", "error_response", "not_found", "routes", "server_error"]

@@ -168,9 +168,7 @@ class Connection:
     async def _dispatch(self, request: protocol.Request) -> Any:
         args = Args(request.args)
         if request.op == "auth":
-            token = args.text("token", max_len=256)
-            async with self.db.transaction() as conn:
-                principal = await auth.resolve(conn, token, self.db.now())
+            principal = await auth.authenticate(self.db, args.text("token", max_len=256))
             await self._become(principal)
             return principal.public()
         if request.op == "unsubscribe":
