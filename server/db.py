@@ -124,12 +124,11 @@ class Database:
             self.breaker.record_success()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Conn]:
-        """One transaction on a pooled connection; errors leave translated."""
+    async def guarded(self) -> AsyncIterator[None]:
+        """The breaker before, the outcome after, asyncpg's errors translated."""
         self.breaker.check()
         try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                yield conn
+            yield
         except errors.MMCError:
             self.record_outcome(None)
             raise
@@ -138,7 +137,14 @@ class Database:
             raise translate(exc) from exc
         self.record_outcome(None)
 
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Conn]:
+        """One transaction on a pooled connection; errors leave translated."""
+        async with self.guarded(), self.pool.acquire() as conn, conn.transaction():
+            yield conn
+
     async def call(self, sql: str, *args: Any) -> Any:
-        """Run one statement in its own transaction and return its single value."""
-        async with self.transaction() as conn:
+        """Run one statement and return its single value. A lone statement is its own
+        transaction: no BEGIN/COMMIT round trips (every command is one such call)."""
+        async with self.guarded(), self.pool.acquire() as conn:
             return await conn.fetchval(sql, *args)
