@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint check-python clean
+.PHONY: run test lint check-python clean bench bench-quick
 
 $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory check-python
@@ -25,6 +25,20 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The benchmark (tests/bench, issue 6): its peers and load generator live in the
+# optional `bench` group, installed on first use; results in tests/bench/results/.
+BENCH_STAMP := $(VENV)/.bench-stamp
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m tests.bench
+
+bench-quick: $(BENCH_STAMP)
+	$(BIN)/python -m tests.bench --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
