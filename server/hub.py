@@ -29,6 +29,7 @@ from server.notices import NoticeBook
 from server.outbox import Outbox
 from server.protocol import Channel, CloseCode
 from server.views import EventRow, Views
+from server.wire import encode_text
 
 __all__ = ["Hub", "Outbox", "Subscription", "backoff"]  # Outbox: SSE imports it from here
 
@@ -53,10 +54,11 @@ class Subscription:
     live: bool = False
     pending: list[tuple[int, str]] = field(default_factory=list)
 
-    def deliver(self, seq: int, frame: str) -> bool:
-        """False when the frame was dropped (the outbox is full or closed)."""
+    def deliver(self, seq: int, frame: str, wire: bytes | None = None) -> bool:
+        """False when the frame was dropped (the outbox is full or closed). `wire` is
+        the frame already encoded, shared by every subscriber."""
         if self.live:
-            return self.outbox.offer(frame)
+            return self.outbox.offer(frame, wire)
         if len(self.pending) >= self.outbox.capacity * 4:
             self.outbox.close(CloseCode.TRY_AGAIN_LATER)
             return False
@@ -225,8 +227,9 @@ class Hub:
             subs = self._subs.get(key)
             if subs:
                 frame = protocol.event(name, row.id, row.type, build(row), row.at)
+                wire = encode_text(frame)
                 for sub in list(subs):
-                    if sub.deliver(row.id, frame):
+                    if sub.deliver(row.id, frame, wire):
                         sent += 1
                     else:
                         dropped += 1
@@ -251,12 +254,13 @@ class Hub:
                 if sub.live:
                     per_outbox.setdefault(sub.outbox, set()).update(keys)
         self._invalid.clear()
-        frames: dict[frozenset[str], str] = {}
+        frames: dict[frozenset[str], tuple[str, bytes]] = {}
         for outbox, keys in per_outbox.items():
             frozen = frozenset(keys)
             if frozen not in frames:
-                frames[frozen] = protocol.invalidate(sorted(keys))
-            outbox.offer(frames[frozen])
+                text = protocol.invalidate(sorted(keys))
+                frames[frozen] = (text, encode_text(text))
+            outbox.offer(*frames[frozen])
 
     # --- patient notices ---------------------------------------------------------------
 

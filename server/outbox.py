@@ -1,12 +1,18 @@
 """A socket's bounded queue of serialised frames and its backpressure policy: the hub
-never waits on a client (a full queue closes it with 1013); replies wait for room."""
+never waits on a client (a full queue closes it with 1013); replies wait for room.
+
+With a DirectWriter (server/wire.py) the queue stays empty: frames go straight into
+the socket's transport in call order, and the bound applies to what the client has
+not taken yet (the transport's backlog) instead of to the queue."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 
 from server.protocol import CloseCode
+from server.wire import DirectWriter, encode_text
 
 
 class Outbox:
@@ -15,8 +21,9 @@ class Outbox:
     asked for (replies, snapshots, replays) is `put`, which waits while the queue is
     half full so live frames always find room behind it."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, direct: DirectWriter | None = None) -> None:
         self.capacity = capacity
+        self.direct = direct
         self._half = max(1, capacity // 2)
         self.close_code: int | None = None
         self._frames: deque[str] = deque()
@@ -25,6 +32,8 @@ class Outbox:
         self._roomy = asyncio.Event()
         self._roomy.set()
         self._closed = asyncio.Event()
+        # Called once when the outbox closes (its socket stops reading then).
+        self.on_close: Callable[[], None] | None = None
 
     @property
     def closed(self) -> bool:
@@ -33,9 +42,25 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._frames)
 
-    def offer(self, frame: str) -> bool:
+    def _write_through(self, frame: str, wire: bytes | None) -> bool:
+        """Write straight to the socket when nothing is queued ahead (order holds);
+        False when the frame must be queued instead."""
+        if self.direct is None or self._frames:
+            return False
+        backlog = self.direct.write(wire if wire is not None else encode_text(frame))
+        if backlog is None:
+            # The socket is closing under us: nothing more will be read from here.
+            self.close(CloseCode.NORMAL)
+        elif backlog > self.capacity:
+            self.close(CloseCode.TRY_AGAIN_LATER)
+        return True
+
+    def offer(self, frame: str, wire: bytes | None = None) -> bool:
+        """Hand over a live frame (`wire`: the same frame already encoded)."""
         if self.close_code is not None:
             return False
+        if self._write_through(frame, wire):
+            return self.close_code is None
         if len(self._frames) >= self.capacity:
             self.close(CloseCode.TRY_AGAIN_LATER)
             return False
@@ -47,7 +72,7 @@ class Outbox:
         while self.close_code is None and len(self._frames) >= self._half:
             self._roomy.clear()
             await self._roomy.wait()
-        if self.close_code is None:
+        if self.close_code is None and not self._write_through(frame, None):
             self._frames.append(frame)
             self._readable.set()
 
@@ -56,6 +81,8 @@ class Outbox:
         if self.close_code is None:
             self.close_code = code
             self._drain = drain
+            if self.on_close is not None:
+                self.on_close()
         if not self._drain:
             self._frames.clear()
         self._readable.set()

@@ -18,9 +18,11 @@ def uvicorn_config(app: Any, *, host: str, port: int, **overrides: Any) -> uvico
     options: dict[str, Any] = {
         "host": host,
         "port": port,
-        # sans-io has send backpressure from uvicorn 0.54 (PR 3048); deflate costs ~30%
-        # of fan-out throughput and doubles memory per socket, so it stays off.
-        "ws": "websockets-sansio",
+        # uvicorn's sans-io protocol (send backpressure from 0.54, PR 3048) plus direct
+        # writes of frames the hub encoded once (server/wire.py). Deflate costs ~30% of
+        # fan-out throughput, doubles memory per socket and would make every reader's
+        # bytes different, so it stays off.
+        "ws": "server.wire:FanoutWebSocketProtocol",
         "ws_max_size": WS_MAX_SIZE,
         "ws_ping_interval": WS_PING_INTERVAL,
         "ws_ping_timeout": WS_PING_TIMEOUT,

@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from server import auth, commands, errors, protocol
+from server import auth, commands, errors, protocol, wire
 from server.args import Args
 from server.auth import ANONYMOUS, Principal
 from server.db import Database
@@ -65,19 +65,34 @@ class Connection:
         self.hub = hub
         self.limits = limits
         self.principal: Principal = ANONYMOUS
-        self.outbox = Outbox(limits.send_queue)
+        self.outbox = Outbox(limits.send_queue,
+                             direct=websocket.scope.get("extensions", {}).get(wire.EXTENSION))
         self.bucket = TokenBucket(limits.rate, limits.burst)
         self.subscriptions: dict[str, AsyncExitStack] = {}
 
     async def run(self) -> None:
+        """Read in this task and write in one other (two tasks a socket, not four); a
+        closing outbox interrupts the read."""
         writer = asyncio.create_task(self._write())
-        reader = asyncio.create_task(self._read())
-        closing = asyncio.create_task(self.outbox.wait_closed())
+        task = asyncio.current_task()
+        assert task is not None
+        interrupted = False
+
+        def interrupt() -> None:
+            nonlocal interrupted
+            interrupted = True
+            task.cancel()
+
+        self.outbox.on_close = interrupt
         try:
-            await asyncio.wait({reader, closing}, return_when=asyncio.FIRST_COMPLETED)
-            if reader.done() and not reader.cancelled() and reader.exception() is not None:
-                log.error("ws.reader_failed", error=type(reader.exception()).__name__)
+            await self._read()
+        except asyncio.CancelledError:
+            if not interrupted or task.uncancel() > 0:
+                raise
+        except Exception as exc:
+            log.error("ws.reader_failed", error=type(exc).__name__)
         finally:
+            self.outbox.on_close = None
             # Channels go at once: a socket on its way out holds none.
             for stack in self.subscriptions.values():
                 await stack.aclose()
@@ -90,9 +105,8 @@ class Connection:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.limits.close_grace_seconds):
                     await asyncio.shield(writer)
-            for task in (writer, reader, closing):
-                task.cancel()
-            await asyncio.gather(writer, reader, closing, return_exceptions=True)
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
 
     async def _write(self) -> None:
         try:

@@ -1,0 +1,69 @@
+"""WebSocket frames written straight into uvicorn's transport. A server frame is
+unmasked and, with per-message deflate off, the same bytes for every reader: the hub
+encodes it once and writes it to each socket without a task switch per socket.
+
+`FanoutWebSocketProtocol` is uvicorn's sans-io WebSocket protocol plus one ASGI
+extension, `mmc.direct`: a `DirectWriter` for the accepted socket. Everything else
+(handshake, pings, closing, reading) stays uvicorn's and websockets'.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
+
+EXTENSION = "mmc.direct"
+_TEXT_FIN = 0x81  # FIN + opcode 1 (text), RFC 6455 section 5.2
+
+
+def encode_text(text: str) -> bytes:
+    """One complete, unmasked text frame (server to client)."""
+    payload = text.encode()
+    size = len(payload)
+    if size < 126:
+        return bytes((_TEXT_FIN, size)) + payload
+    if size < 1 << 16:
+        return struct.pack("!BBH", _TEXT_FIN, 126, size) + payload
+    return struct.pack("!BBQ", _TEXT_FIN, 127, size) + payload
+
+
+class DirectWriter:
+    """Writes whole frames to one accepted socket's transport, in call order, beside
+    uvicorn's own writes (pings, the close frame), which are whole frames too."""
+
+    __slots__ = ("_protocol", "backlog")
+
+    def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
+        self._protocol = protocol
+        # Frames written since the transport's buffer was last empty: an upper bound
+        # on how many this client has not taken yet.
+        self.backlog = 0
+
+    @property
+    def open(self) -> bool:
+        p = self._protocol
+        return p.handshake_complete and not (
+            p.close_sent or p.disconnected or p.transport.is_closing())
+
+    def write(self, frame: bytes) -> int | None:
+        """Write one encoded frame; returns the backlog, or None once the socket no
+        longer takes frames (closing or gone)."""
+        if not self.open:
+            return None
+        transport = self._protocol.transport
+        transport.write(frame)
+        self.backlog = self.backlog + 1 if transport.get_write_buffer_size() else 0
+        return self.backlog
+
+
+class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-io protocol, handing the app a DirectWriter for its socket."""
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None and self.response.status_code == 101:
+            # The ASGI task is created but has not run yet: it sees the extension.
+            scope["extensions"][EXTENSION] = DirectWriter(self)
