@@ -51,7 +51,7 @@ class Load:
 def fanout_load(sockets: int, quick: bool) -> Load:
     per_clinic = sockets // 16
     displays = max(1, per_clinic // 5)
-    seconds = 5.0 if quick else 8.0
+    seconds = 4.0 if quick else 8.0
     return Load(sockets, displays, per_clinic - displays, latency_seconds=seconds,
                 burst_seconds=seconds, burst_calls=150 if quick else 300)
 

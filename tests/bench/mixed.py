@@ -155,7 +155,7 @@ def run_commands(stage: Stage, *, quick: bool, cpus: tuple[set[int] | None, set[
                  log: Path) -> dict[str, Any]:
     """Step the rate up until a step fails, then hold the best for the full time."""
     steps = [250, 500, 1000, 1500, 2000, 2500, 3000, 4000, 5000]
-    step_seconds, hold_seconds = (3.0, 6.0) if quick else (8.0, 60.0)
+    step_seconds, hold_seconds = (2.0, 5.0) if quick else (8.0, 60.0)
     server_cpus, load_cpus = cpus
     with stage.database() as dsn:
         seeded = stage.run(seed(dsn, 0, PATIENTS_PER_CLINIC, enter=False))
@@ -176,7 +176,7 @@ def run_commands(stage: Stage, *, quick: bool, cpus: tuple[set[int] | None, set[
                         break
                     best = rate
                 held, holds = None, []
-                for rate in [r for r in reversed(steps) if best and r <= best][:3]:
+                for rate in [r for r in reversed(steps) if best and r <= best][:2 if quick else 3]:
                     held = _step(fleet, sut, rate, hold_seconds)
                     holds.append(held)
                     if sustained(held):

@@ -35,15 +35,22 @@ def machine() -> str:
             f"Linux {platform.release()}, Python {platform.python_version()}")
 
 
-def header(*, quick: bool, rounds: int, seconds: float) -> dict[str, Any]:
+def commit() -> str:
+    """The checkout's commit (the server every round starts is imported from it)."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, check=False, cwd=Path(__file__).parent
-                                ).stdout.strip()
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=False, cwd=Path(__file__).parent
+                              ).stdout.strip()
     except OSError:
-        commit = ""
+        return ""
+
+
+def header(*, quick: bool, rounds: int, seconds: float, started_at: str) -> dict[str, Any]:
+    ended_at = commit()
     return {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
-            "commit": commit, "quick": quick, "rounds": rounds,
+            "commit": started_at if started_at == ended_at else f"{started_at} (then "
+            f"{ended_at}: the checkout changed during the run)", "quick": quick,
+            "rounds": rounds,
             "command": "make bench-quick" if quick else "make bench",
             "duration_s": round(seconds), "cpus": len(os.sched_getaffinity(0))}
 
