@@ -29,7 +29,7 @@ from server.notices import NoticeBook
 from server.outbox import Outbox
 from server.protocol import Channel, CloseCode
 from server.views import EventRow, Views
-from server.wire import encode_text
+from server.wire import Batch, encode_text
 
 __all__ = ["Hub", "Outbox", "Subscription", "backoff"]  # Outbox: SSE imports it from here
 
@@ -54,11 +54,12 @@ class Subscription:
     live: bool = False
     pending: list[tuple[int, str]] = field(default_factory=list)
 
-    def deliver(self, seq: int, frame: str, wire: bytes | None = None) -> bool:
+    def deliver(self, seq: int, frame: str, wire: bytes | None = None,
+                batch: Batch | None = None) -> bool:
         """False when the frame was dropped (the outbox is full or closed). `wire` is
         the frame already encoded, shared by every subscriber."""
         if self.live:
-            return self.outbox.offer(frame, wire)
+            return self.outbox.offer(frame, wire, batch)
         if len(self.pending) >= self.outbox.capacity * 4:
             self.outbox.close(CloseCode.TRY_AGAIN_LATER)
             return False
@@ -88,6 +89,7 @@ class Hub:
         self.notices = NoticeBook()
         self.position_queries = 0  # how many per-clinic recomputes ran (coalescing)
         self._subs: dict[str, set[Subscription]] = {}
+        self._batch = Batch()
         self._wake = asyncio.Event()
         self._became_ready = asyncio.Event()
         self._queue_changes: set[str] = set()
@@ -198,20 +200,24 @@ class Hub:
             await self._read(conn)
 
     async def _read(self, conn: asyncpg.Connection) -> None:
-        while True:
-            records = await conn.fetch(READ_EVENTS, self.last_id)
-            for record in records:
-                row = EventRow.from_record(record)
-                self._dispatch(row)
-                self.last_id = row.id
-            if len(records) < READ_BATCH:
-                break
-        changes, self._queue_changes = self._queue_changes, set()
-        for clinic in changes:
-            self._dirty.add(clinic)
-            for channel_key, key in views.queue_invalidations(clinic):
-                self._invalidate(channel_key, key)
-        self._flush_invalidations()
+        try:
+            while True:
+                records = await conn.fetch(READ_EVENTS, self.last_id)
+                for record in records:
+                    row = EventRow.from_record(record)
+                    self._dispatch(row)
+                    self.last_id = row.id
+                if len(records) < READ_BATCH:
+                    break
+            changes, self._queue_changes = self._queue_changes, set()
+            for clinic in changes:
+                self._dirty.add(clinic)
+                for channel_key, key in views.queue_invalidations(clinic):
+                    self._invalidate(channel_key, key)
+            self._flush_invalidations()
+        finally:
+            # Each socket's frames of this read leave in one write.
+            self._batch.flush()
         self._recompute_positions()
 
     # --- fan-out -----------------------------------------------------------------------
@@ -222,6 +228,8 @@ class Hub:
             self._invalidate(channel_key, key)
         if row.clinic is not None:
             self._dirty.add(row.clinic)
+            if row.patient is not None and f"me:{row.patient}" in self._subs:
+                self.notices.hint(row.patient, row.clinic)
         sent = dropped = 0
         for key, name, build in views.audiences(row):
             subs = self._subs.get(key)
@@ -229,7 +237,7 @@ class Hub:
                 frame = protocol.event(name, row.id, row.type, build(row), row.at)
                 wire = encode_text(frame)
                 for sub in list(subs):
-                    if sub.deliver(row.id, frame, wire):
+                    if sub.deliver(row.id, frame, wire, self._batch):
                         sent += 1
                     else:
                         dropped += 1
@@ -260,7 +268,7 @@ class Hub:
             if frozen not in frames:
                 text = protocol.invalidate(sorted(keys))
                 frames[frozen] = (text, encode_text(text))
-            outbox.offer(*frames[frozen])
+            outbox.offer(*frames[frozen], self._batch)
 
     # --- patient notices ---------------------------------------------------------------
 
@@ -279,8 +287,11 @@ class Hub:
         try:
             while True:
                 self._again.discard(clinic)
+                patients = self.notices.patients_at(clinic)
+                if not patients:
+                    break  # nobody here listens for this clinic
                 self.position_queries += 1
-                found = await self.views.positions(clinic)
+                found = await self.views.positions(clinic, patients)
                 if found is not None:
                     self._tell_positions(found)
                 if clinic not in self._again:
@@ -293,6 +304,13 @@ class Hub:
 
     def _tell_positions(self, found: dict[str, Any]) -> None:
         seq = int(found["seq"])
+        batch = Batch()
+        try:
+            self._tell(found, seq, batch)
+        finally:
+            batch.flush()
+
+    def _tell(self, found: dict[str, Any], seq: int, batch: Batch) -> None:
         for position in found["positions"]:
             key = f"me:{position['patient']}"
             subs = self._subs.get(key)
@@ -302,7 +320,7 @@ class Hub:
                                                   int(found["near_ahead"])):
                 frame = protocol.notice(kind, data)
                 for sub in list(subs):
-                    sub.deliver(seq, frame)
+                    sub.deliver(seq, frame, None, batch)
 
     # --- subscriptions -----------------------------------------------------------------
 

@@ -37,6 +37,23 @@ class NoticeBook:
 
     def __init__(self) -> None:
         self._standing: dict[str, Standing] = {}
+        # Which of those patients are (or were just seen entering) at each clinic, so
+        # a clinic's positions are asked for them only.
+        self._at: dict[str, set[str]] = {}
+
+    def _place(self, patient: str, clinic: str | None) -> None:
+        known = self._standing.get(patient)
+        if known is not None and known.clinic != clinic:
+            self._at.get(known.clinic, set()).discard(patient)
+        if clinic is not None:
+            self._at.setdefault(clinic, set()).add(patient)
+
+    def hint(self, patient: str, clinic: str) -> None:
+        """An event put `patient` at `clinic` (entered there, say): ask there next."""
+        self._at.setdefault(clinic, set()).add(patient)
+
+    def patients_at(self, clinic: str) -> list[str]:
+        return list(self._at.get(clinic, ()))
 
     def baseline(self, patient: str, seq: int, entry: dict[str, Any] | None) -> None:
         """What the patient's `me` snapshot (at `seq`) already told them."""
@@ -44,10 +61,11 @@ class NoticeBook:
         if known is not None and known.seq > seq:
             return
         if entry and entry.get("status") in ACTIVE and entry.get("number") is not None:
+            self._place(patient, entry["clinic"])
             self._standing[patient] = Standing(seq, entry["clinic"], entry["number"],
                                                entry["status"], entry.get("ahead") or 0)
         else:
-            self._standing.pop(patient, None)
+            self.forget(patient)
 
     def clinics(self) -> set[str]:
         """Where the patients told so far stand (worth a fresh look after a gap)."""
@@ -55,6 +73,8 @@ class NoticeBook:
 
     def forget(self, patient: str) -> None:
         self._standing.pop(patient, None)
+        for patients in self._at.values():
+            patients.discard(patient)
 
     def update(self, patient: str, seq: int, clinic: dict[str, Any],
                position: dict[str, Any], near_ahead: int) -> list[Notice]:
@@ -64,6 +84,7 @@ class NoticeBook:
             return []
         now = Standing(seq, clinic["clinic"], position["number"], position["status"],
                        position["ahead"])
+        self._place(patient, now.clinic)
         self._standing[patient] = now
         if prev is not None and prev.same_place(now):
             return []

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 
 from server.protocol import CloseCode
-from server.wire import DirectWriter, encode_text
+from server.wire import Batch, DirectWriter, encode_text
 
 
 class Outbox:
@@ -42,11 +42,14 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._frames)
 
-    def _write_through(self, frame: str, wire: bytes | None) -> bool:
+    def _write_through(self, frame: str, wire: bytes | None, batch: Batch | None = None
+                       ) -> bool:
         """Write straight to the socket when nothing is queued ahead (order holds);
         False when the frame must be queued instead."""
         if self.direct is None or self._frames:
             return False
+        if batch is not None:
+            self.direct.cork(batch)
         backlog = self.direct.write(wire if wire is not None else encode_text(frame))
         if backlog is None:
             # The socket is closing under us: nothing more will be read from here.
@@ -55,11 +58,12 @@ class Outbox:
             self.close(CloseCode.TRY_AGAIN_LATER)
         return True
 
-    def offer(self, frame: str, wire: bytes | None = None) -> bool:
-        """Hand over a live frame (`wire`: the same frame already encoded)."""
+    def offer(self, frame: str, wire: bytes | None = None, batch: Batch | None = None) -> bool:
+        """Hand over a live frame (`wire`: the same frame already encoded; `batch`: the
+        hub's read, whose writes go out together)."""
         if self.close_code is not None:
             return False
-        if self._write_through(frame, wire):
+        if self._write_through(frame, wire, batch):
             return self.close_code is None
         if len(self._frames) >= self.capacity:
             self.close(CloseCode.TRY_AGAIN_LATER)

@@ -232,8 +232,10 @@ class Views:
             return Replay(False, [], head)
         return Replay(True, [EventRow.from_record(r) for r in records], head)
 
-    async def positions(self, clinic: str) -> dict[str, Any] | None:
-        """Everyone waiting or called at `clinic` today with their `ahead`, at a seq."""
+    async def positions(self, clinic: str, patients: list[str] | None = None
+                        ) -> dict[str, Any] | None:
+        """Where `patients` (default: everyone) waiting or called at `clinic` today
+        stand, with their `ahead`, at a seq."""
         found: dict[str, Any] | None = await self.db.call(
-            "SELECT mmc_clinic_positions($1, $2)", clinic, self.db.now())
+            "SELECT mmc_clinic_positions($1, $2, $3)", clinic, self.db.now(), patients)
         return found

@@ -29,14 +29,34 @@ def encode_text(text: str) -> bytes:
     return struct.pack("!BBQ", _TEXT_FIN, 127, size) + payload
 
 
+class Batch:
+    """Writers corked during one read of the hub: `flush` writes each one's frames in
+    one call (a display's event and its invalidate cost one system call, not two)."""
+
+    __slots__ = ("writers",)
+
+    def __init__(self) -> None:
+        self.writers: list[DirectWriter] = []
+
+    def flush(self) -> None:
+        writers, self.writers = self.writers, []
+        for writer in writers:
+            writer.flush()
+
+
 class DirectWriter:
     """Writes whole frames to one accepted socket's transport, in call order, beside
     uvicorn's own writes (pings, the close frame), which are whole frames too."""
 
-    __slots__ = ("_protocol", "backlog")
+    __slots__ = ("_pending", "_protocol", "backlog")
+
+    # A corked writer writes through past this many frames, so the backlog estimate
+    # stays close to what the client really has not taken.
+    CORK_LIMIT = 64
 
     def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
         self._protocol = protocol
+        self._pending: list[bytes] | None = None
         # Frames written since the transport's buffer was last empty: an upper bound
         # on how many this client has not taken yet.
         self.backlog = 0
@@ -47,14 +67,35 @@ class DirectWriter:
         return p.handshake_complete and not (
             p.close_sent or p.disconnected or p.transport.is_closing())
 
+    def cork(self, batch: Batch) -> None:
+        """Hold frames (from anyone, so order holds) until `batch` is flushed."""
+        if self._pending is None:
+            self._pending = []
+            batch.writers.append(self)
+
     def write(self, frame: bytes) -> int | None:
-        """Write one encoded frame; returns the backlog, or None once the socket no
-        longer takes frames (closing or gone)."""
+        """Write (or, corked, hold) one encoded frame; returns the backlog, or None once
+        the socket no longer takes frames (closing or gone)."""
         if not self.open:
             return None
+        pending = self._pending
+        if pending is not None and len(pending) < self.CORK_LIMIT:
+            pending.append(frame)
+            return self.backlog + len(pending)
+        if pending:
+            self._send(b"".join(pending), len(pending))
+            pending.clear()
+        return self._send(frame, 1)
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending and self.open:
+            self._send(b"".join(pending), len(pending))
+
+    def _send(self, data: bytes, frames: int) -> int:
         transport = self._protocol.transport
-        transport.write(frame)
-        self.backlog = self.backlog + 1 if transport.get_write_buffer_size() else 0
+        transport.write(data)
+        self.backlog = self.backlog + frames if transport.get_write_buffer_size() else 0
         return self.backlog
 
 

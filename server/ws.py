@@ -71,9 +71,10 @@ class Connection:
         self.subscriptions: dict[str, AsyncExitStack] = {}
 
     async def run(self) -> None:
-        """Read in this task and write in one other (two tasks a socket, not four); a
-        closing outbox interrupts the read."""
-        writer = asyncio.create_task(self._write())
+        """Read in this task; a closing outbox interrupts the read. A writer task runs
+        only when frames can queue: with direct writes (server/wire.py) they never do,
+        and it is started at the end just to send the close frame."""
+        writer = None if self.outbox.direct is not None else asyncio.create_task(self._write())
         task = asyncio.current_task()
         assert task is not None
         interrupted = False
@@ -100,6 +101,8 @@ class Connection:
             self.outbox.close(CloseCode.NORMAL)
             if self.outbox.close_code == CloseCode.TRY_AGAIN_LATER:
                 log.info("ws.closed_slow")
+            if writer is None:
+                writer = asyncio.create_task(self._write())
             # A writer stuck behind a client that stopped reading gets a bounded
             # chance to deliver the close frame once the client reads again.
             with contextlib.suppress(TimeoutError):

@@ -13,6 +13,7 @@ ADMIN = Principal("admin", "admin")
 ANON = Principal("anonymous")
 
 TABLES = ("admins", "patients", "sessions", "clinics", "queue_counters", "route_templates",
+          "clinic_day_stats",
           "routes", "queues", "pins", "pin_attempts", "events", "settings", "reports",
           "rate_limits")
 
