@@ -52,6 +52,14 @@ async def init_connection(conn: Conn) -> None:
         )
 
 
+async def _keep_session(conn: Conn) -> None:
+    """Nothing to reset when a connection goes back to the pool: pooled connections
+    never LISTEN, SET, hold session locks or open cursors (every command is one
+    statement or one transaction), so asyncpg's default `RESET ALL; UNLISTEN *; ...`
+    would be a round trip per command for nothing. asyncpg still rolls back a
+    transaction left open before calling this."""
+
+
 def is_connection_failure(exc: BaseException) -> bool:
     """True when the failure is the database being out of reach, not the statement."""
     if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError)):
@@ -105,7 +113,7 @@ class Database:
                       metrics: Metrics | None = None) -> Database:
         pool = await asyncpg.create_pool(
             dsn, min_size=min_size, max_size=max_size, init=init_connection,
-            command_timeout=30,
+            command_timeout=30, reset=_keep_session,
         )
         return cls(pool, clock, breaker=breaker, metrics=metrics)
 
