@@ -26,12 +26,14 @@ class Outbox:
         self.direct = direct
         self._half = max(1, capacity // 2)
         self.close_code: int | None = None
-        self._frames: deque[str] = deque()
         self._drain = False
-        self._readable = asyncio.Event()
-        self._roomy = asyncio.Event()
-        self._roomy.set()
-        self._closed = asyncio.Event()
+        # Made on first use: with direct writes nothing ever queues or waits, and an
+        # idle socket then holds none of them (a deque or an asyncio.Event is most of
+        # a KiB each; see the connections scenario of tests/bench).
+        self._frames: deque[str] | None = None
+        self._readable: asyncio.Event | None = None
+        self._roomy: asyncio.Event | None = None
+        self._closed: asyncio.Event | None = None
         # Called once when the outbox closes (its socket stops reading then).
         self.on_close: Callable[[], None] | None = None
 
@@ -40,7 +42,14 @@ class Outbox:
         return self.close_code is not None
 
     def __len__(self) -> int:
-        return len(self._frames)
+        return len(self._frames) if self._frames else 0
+
+    def _queue(self, frame: str) -> None:
+        if self._frames is None:
+            self._frames = deque()
+        self._frames.append(frame)
+        if self._readable is not None:
+            self._readable.set()
 
     def _write_through(self, frame: str, wire: bytes | None, batch: Batch | None = None
                        ) -> bool:
@@ -65,20 +74,20 @@ class Outbox:
             return False
         if self._write_through(frame, wire, batch):
             return self.close_code is None
-        if len(self._frames) >= self.capacity:
+        if len(self) >= self.capacity:
             self.close(CloseCode.TRY_AGAIN_LATER)
             return False
-        self._frames.append(frame)
-        self._readable.set()
+        self._queue(frame)
         return True
 
     async def put(self, frame: str) -> None:
-        while self.close_code is None and len(self._frames) >= self._half:
+        while self.close_code is None and len(self) >= self._half:
+            if self._roomy is None:
+                self._roomy = asyncio.Event()
             self._roomy.clear()
             await self._roomy.wait()
         if self.close_code is None and not self._write_through(frame, None):
-            self._frames.append(frame)
-            self._readable.set()
+            self._queue(frame)
 
     def close(self, code: int, *, drain: bool = False) -> None:
         """Stop; with `drain` the frames already queued are still written first."""
@@ -87,24 +96,29 @@ class Outbox:
             self._drain = drain
             if self.on_close is not None:
                 self.on_close()
-        if not self._drain:
+        if not self._drain and self._frames:
             self._frames.clear()
-        self._readable.set()
-        self._roomy.set()
-        self._closed.set()
+        for event in (self._readable, self._roomy, self._closed):
+            if event is not None:
+                event.set()
 
     async def wait_closed(self) -> None:
-        await self._closed.wait()
+        if self.close_code is None:
+            if self._closed is None:
+                self._closed = asyncio.Event()
+            await self._closed.wait()
 
     async def get(self) -> str | None:
         """The next frame, or None once closed (and drained)."""
         while True:
             if self._frames and (self.close_code is None or self._drain):
                 frame = self._frames.popleft()
-                if len(self._frames) < self._half:
+                if len(self._frames) < self._half and self._roomy is not None:
                     self._roomy.set()
                 return frame
             if self.close_code is not None:
                 return None
+            if self._readable is None:
+                self._readable = asyncio.Event()
             self._readable.clear()
             await self._readable.wait()
