@@ -1,5 +1,5 @@
 -- Undo 004: the realtime functions and the retention watermark.
-DROP FUNCTION IF EXISTS mmc_clinic_positions(text, timestamptz, text[]);
+DROP FUNCTION IF EXISTS mmc_clinic_positions(text, timestamptz);
 DROP FUNCTION IF EXISTS mmc_snapshot_admin(timestamptz);
 DROP FUNCTION IF EXISTS mmc_snapshot_me(text, timestamptz);
 DROP FUNCTION IF EXISTS mmc_snapshot_staff(text, timestamptz);

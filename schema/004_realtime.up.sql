@@ -115,8 +115,7 @@ $$;
 -- Where everyone in one clinic stands, in one pass (the hub derives POSITION,
 -- NEAR_TURN and YOUR_TURN from it): WAITING entries with ahead = their rank, and the
 -- CALLED / IN_PROGRESS ones with ahead 0. The seq orders results against snapshots.
-CREATE FUNCTION mmc_clinic_positions(p_clinic text, p_now timestamptz,
-                                      p_patients text[] DEFAULT NULL) RETURNS jsonb
+CREATE FUNCTION mmc_clinic_positions(p_clinic text, p_now timestamptz) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     WITH d AS (SELECT mmc_local_day(p_now) AS day),
     c AS (SELECT code, name, name_ar, floor, capacity,
@@ -139,8 +138,6 @@ LANGUAGE sql STABLE AS $$
                 'patient', e.patient_id, 'number', e.queue_number, 'status', e.status,
                 'ahead', e.ahead,
                 'eta_minutes', ceil(e.ahead * c.mean / c.capacity / 60.0)::integer))
-              FROM everyone e
-             -- Ranked over everyone; built only for the patients someone listens for.
-             WHERE p_patients IS NULL OR e.patient_id = ANY (p_patients)), '[]'::jsonb))
+              FROM everyone e), '[]'::jsonb))
       FROM c
 $$;

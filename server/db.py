@@ -151,6 +151,12 @@ class Database:
         async with self.guarded(), self.pool.acquire() as conn, conn.transaction():
             yield conn
 
+    async def row(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        """Run one statement and return its first row (its own transaction, as `call`)."""
+        async with self.guarded(), self.pool.acquire() as conn:
+            found: asyncpg.Record | None = await conn.fetchrow(sql, *args)
+            return found
+
     async def call(self, sql: str, *args: Any) -> Any:
         """Run one statement and return its single value. A lone statement is its own
         transaction: no BEGIN/COMMIT round trips (every command is one such call)."""

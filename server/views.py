@@ -235,7 +235,15 @@ class Views:
     async def positions(self, clinic: str, patients: list[str] | None = None
                         ) -> dict[str, Any] | None:
         """Where `patients` (default: everyone) waiting or called at `clinic` today
-        stand, with their `ahead`, at a seq."""
-        found: dict[str, Any] | None = await self.db.call(
-            "SELECT mmc_clinic_positions($1, $2, $3)", clinic, self.db.now(), patients)
-        return found
+        stand, with their `ahead`, at a seq; None for an unknown clinic."""
+        found = await self.db.row("SELECT * FROM mmc_clinic_positions($1, $2, $3)",
+                                  clinic, self.db.now(), patients)
+        if found is None:
+            return None
+        columns = zip(found["patients"], found["numbers"], found["statuses"],
+                      found["aheads"], found["etas"], strict=True)
+        return {"seq": found["seq"], "clinic": found["clinic"], "name": found["name"],
+                "name_ar": found["name_ar"], "floor": found["floor"],
+                "near_ahead": found["near_ahead"],
+                "positions": [{"patient": p, "number": n, "status": s, "ahead": a,
+                               "eta_minutes": e} for p, n, s, a, e in columns]}

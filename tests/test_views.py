@@ -69,11 +69,20 @@ async def test_positions_rank_everyone_waiting_in_one_pass(db: Database) -> None
     await enter_many(db, "bones", 4, 16000000001)
     await run(db, ADMIN, "queue.call", {"clinic": "bones"})
     await run(db, ADMIN, "queue.skip", {"clinic": "bones", "number": 2})
-    found = await db.call("SELECT mmc_clinic_positions('bones', $1)", db.now())
+    found = await Views(db).positions("bones")
+    assert found is not None
     standing = {p["number"]: (p["status"], p["ahead"]) for p in found["positions"]}
     assert standing == {1: ("CALLED", 0), 3: ("WAITING", 0), 4: ("WAITING", 1),
                         2: ("WAITING", 2)}
     assert found["near_ahead"] == 3 and found["floor"] == "2"
+    patients = {p["number"]: p["patient"] for p in found["positions"]}
+    listened = await Views(db).positions("bones", [patients[4], "nobody-here"])
+    assert listened is not None
+    assert [(p["number"], p["ahead"]) for p in listened["positions"]] == [(4, 1)], \
+        "only the listed patients, ranked among everyone"
+    empty = await Views(db).positions("bones", [])
+    assert empty is not None and empty["positions"] == [] and empty["seq"] == found["seq"]
+    assert await Views(db).positions("no-such-clinic") is None
 
 
 async def test_prune_advances_the_watermark_and_ends_resume(db: Database) -> None:
