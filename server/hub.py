@@ -274,12 +274,10 @@ class Hub:
 
     def _recompute_positions(self) -> None:
         dirty, self._dirty = self._dirty, set()
-        if not any(key.startswith("me:") for key in self._subs):
-            return
         for clinic in dirty:
             if clinic in self._recomputing:
                 self._again.add(clinic)
-            else:
+            elif self.notices.listens_at(clinic):
                 self._recomputing[clinic] = asyncio.create_task(self._positions(clinic))
 
     async def _positions(self, clinic: str) -> None:

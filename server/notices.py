@@ -41,12 +41,13 @@ class NoticeBook:
         # a clinic's positions are asked for them only.
         self._at: dict[str, set[str]] = {}
 
-    def _place(self, patient: str, clinic: str | None) -> None:
-        known = self._standing.get(patient)
-        if known is not None and known.clinic != clinic:
+    def _stand(self, patient: str, now: Standing, known: Standing | None) -> None:
+        """Record where `patient` stands (`known`: where they stood), keeping the
+        by-clinic index in step."""
+        if known is not None and known.clinic != now.clinic:
             self._at.get(known.clinic, set()).discard(patient)
-        if clinic is not None:
-            self._at.setdefault(clinic, set()).add(patient)
+        self.hint(patient, now.clinic)
+        self._standing[patient] = now
 
     def hint(self, patient: str, clinic: str) -> None:
         """An event put `patient` at `clinic` (entered there, say): ask there next."""
@@ -55,15 +56,18 @@ class NoticeBook:
     def patients_at(self, clinic: str) -> list[str]:
         return list(self._at.get(clinic, ()))
 
+    def listens_at(self, clinic: str) -> bool:
+        """Whether any patient told here stands (or was just seen entering) at `clinic`."""
+        return bool(self._at.get(clinic))
+
     def baseline(self, patient: str, seq: int, entry: dict[str, Any] | None) -> None:
         """What the patient's `me` snapshot (at `seq`) already told them."""
         known = self._standing.get(patient)
         if known is not None and known.seq > seq:
             return
         if entry and entry.get("status") in ACTIVE and entry.get("number") is not None:
-            self._place(patient, entry["clinic"])
-            self._standing[patient] = Standing(seq, entry["clinic"], entry["number"],
-                                               entry["status"], entry.get("ahead") or 0)
+            self._stand(patient, Standing(seq, entry["clinic"], entry["number"],
+                                          entry["status"], entry.get("ahead") or 0), known)
         else:
             self.forget(patient)
 
@@ -84,8 +88,7 @@ class NoticeBook:
             return []
         now = Standing(seq, clinic["clinic"], position["number"], position["status"],
                        position["ahead"])
-        self._place(patient, now.clinic)
-        self._standing[patient] = now
+        self._stand(patient, now, prev)
         if prev is not None and prev.same_place(now):
             return []
         same = prev is not None and prev.same_entry(now)
