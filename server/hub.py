@@ -41,6 +41,12 @@ APPLICATION_NAME = "mmc-hub"
 READ_BATCH = 500
 READ_EVENTS = (f"SELECT {views.EVENT_COLUMNS} FROM events WHERE id > $1 "
                f"ORDER BY id LIMIT {READ_BATCH}")
+# READ_EVENTS always asks for the newest tail of the log. A generic plan, cached once
+# the statement has run five times, is chosen for whatever size the table had then: on
+# a morning's near-empty log that is a sequential scan, kept for the connection's life,
+# so every read would cost more as the day's events pile up. Planning each read with
+# its real `id` costs little and always walks the primary key from the end.
+LISTEN_SETTINGS = {"application_name": APPLICATION_NAME, "plan_cache_mode": "force_custom_plan"}
 
 
 @dataclass(eq=False)
@@ -129,7 +135,7 @@ class Hub:
             try:
                 conn = await asyncpg.connect(
                     self.dsn, timeout=5, command_timeout=self.keepalive,
-                    server_settings={"application_name": APPLICATION_NAME})
+                    server_settings=LISTEN_SETTINGS)
                 await init_connection(conn)
                 conn.add_termination_listener(functools.partial(self._on_lost, lost))
                 await conn.add_listener(EVENTS_CHANNEL, self._on_event)

@@ -17,7 +17,7 @@ from server import errors
 from server.auth import Principal
 from server.clock import ManualClock
 from server.db import Database
-from server.hub import Outbox, backoff
+from server.hub import LISTEN_SETTINGS, READ_EVENTS, Outbox, backoff
 from server.protocol import CloseCode
 from server.views import EventRow, audiences
 from server.ws import WsLimits
@@ -285,3 +285,31 @@ async def test_hub_listen_connection_is_not_from_the_pool(
         finally:
             await conn.close()
         assert [r["pid"] for r in pids] == [hub_of(live).backend_pid]
+
+
+async def _read_plan(dsn: str, settings: dict[str, str]) -> str:
+    """The plan the hub's read gets once the statement has been run on a near-empty
+    log and the log has then grown, as it does between a morning start and noon."""
+    conn = await asyncpg.connect(dsn, server_settings=settings)
+    try:
+        await conn.execute("DELETE FROM events")
+        await conn.execute("VACUUM ANALYZE events")
+        await conn.execute(f"PREPARE tail(bigint) AS {READ_EVENTS}")
+        for _ in range(8):
+            await conn.execute("EXECUTE tail(0)")
+        await conn.execute(
+            "INSERT INTO events (event_type, clinic_code, queue_number, data) "
+            "SELECT 'CALLED', 'LAB', n, '{}' FROM generate_series(1, 20000) AS n")
+        head = await conn.fetchval("SELECT max(id) FROM events")
+        rows = await conn.fetch(f"EXPLAIN EXECUTE tail({head - 10})")
+        return "\n".join(r[0] for r in rows)
+    finally:
+        await conn.close()
+
+
+async def test_hub_reads_the_log_tail_by_index_however_the_log_has_grown(dsn: str) -> None:
+    """The hub's connection plans each read for its `id`: a plan cached on the
+    morning's small log would scan the whole table on every read later in the day."""
+    plan = await _read_plan(dsn, LISTEN_SETTINGS)
+    assert "Seq Scan" in await _read_plan(dsn, {"application_name": "control"})
+    assert "Index Scan using events_pkey" in plan and "Seq Scan" not in plan
