@@ -14,6 +14,19 @@ import structlog
 log = structlog.get_logger(__name__)
 
 
+# What the embedded server runs with beyond initdb's defaults (reloadable settings only;
+# with DATABASE_URL, the operator's Postgres should carry the same: see the README).
+SETTINGS_FILE = "mmc.conf"
+SETTINGS = {
+    # The queues and events tables grow from a handful of rows to a day's worth while
+    # the pool's connections keep the plans they cached early on; only new statistics
+    # (autoanalyze) make them plan again for the table's real size, and only vacuum
+    # clears the dead index entries every status change leaves behind. Checking every
+    # 5 s instead of every minute keeps both close behind the writes.
+    "autovacuum_naptime": "5s",
+}
+
+
 def _ensure_runtime_dir() -> None:
     # The wheel keeps its lock file in the XDG runtime dir; without one it falls back
     # to /tmp with a warning. Give it a private directory of our own instead.
@@ -43,8 +56,24 @@ class EmbeddedPostgres:
         self._server = _wheel().get_server(
             self.pgdata, cleanup_mode="delete" if self._delete else "stop")
         uri = str(self._server.get_uri())
+        self._configure()
         log.info("embedded.started", pgdata=self.pgdata.name)
         return uri
+
+    def _configure(self) -> None:
+        """Apply SETTINGS: our own file, included once from postgresql.conf, then a
+        reload (each setting is one a reload picks up, so no restart is needed)."""
+        ours = self.pgdata / SETTINGS_FILE
+        text = "".join(f"{key} = '{value}'\n" for key, value in SETTINGS.items())
+        if not ours.exists() or ours.read_text() != text:
+            ours.write_text(text)
+            ours.chmod(0o644)
+        main = self.pgdata / "postgresql.conf"
+        include = f"include_if_exists = '{SETTINGS_FILE}'\n"
+        if include not in main.read_text():
+            with main.open("a") as conf:
+                conf.write(include)
+        self.pg_ctl("reload")
 
     @property
     def system_user(self) -> str | None:

@@ -10,9 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import asyncpg
 import httpx
+import pytest
 
-from tests.harness import MS, free_port
+from server.embedded import SETTINGS, SETTINGS_FILE
+from tests.harness import MS, Cluster, free_port
 
 READY_WITHIN = 60.0
 
@@ -67,6 +70,19 @@ def test_serve_on_the_embedded_default_is_ready_and_stops_cleanly(tmp_path):
         out = stop(proc)
     assert "First admin account" not in out
     assert not (pgdata / "postmaster.pid").exists()
+    # Our settings file is included once, however often the server starts.
+    assert (pgdata / "postgresql.conf").read_text().count(SETTINGS_FILE) == 1
+
+
+async def test_the_embedded_server_runs_with_our_settings(cluster: Cluster, dsn: str) -> None:
+    if cluster.embedded is None:
+        pytest.skip("TEST_DATABASE_URL: not the embedded server")
+    conn = await asyncpg.connect(dsn)
+    try:
+        for key, value in SETTINGS.items():
+            assert await conn.fetchval(f"SHOW {key}") == value
+    finally:
+        await conn.close()
 
 
 def test_transaction_pooler_url_is_refused_plainly():
