@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -45,6 +46,10 @@ def rounds_of(name: str, count: int, systems: tuple[str, ...],
     return {s: stats.median_round(results, key) for s, results in seen.items()}
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, one round (CI)")
@@ -60,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     only = set(ns.only.split(",")) if ns.only else {"fanout", "connections", "commands",
                                                     "polling"}
     cpus = plan_cpus()
+    # A SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the finally blocks stop
+    # the system under test (its own session), the load processes and Postgres.
+    signal.signal(signal.SIGTERM, _terminated)
     if ns.profile:
         os.environ[profiling.PROFILE_DIR] = str(ns.profile.resolve())
     # The coordinator and Postgres stay off the server's core.
