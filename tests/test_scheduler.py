@@ -226,6 +226,21 @@ async def test_a_timed_out_call_still_counts_as_the_last_call(db, clock, schedul
     assert [c["number"] for c in (await scheduler.tick())["auto_call"]] == [2]
 
 
+async def test_a_call_before_midnight_counts_after_it(db, clock, scheduler):
+    """The interval runs across local midnight: a call at 23:59 holds the next day's
+    first auto-call until 00:01 (call_interval 120)."""
+    await configure(db, "eyes", call_interval=120)
+    clock.set(datetime(2026, 3, 1, 20, 59, tzinfo=UTC))  # 23:59 in Doha
+    await line_up(db, "eyes", 1)
+    await run(db, staff("eyes"), "queue.call", {"clinic": "eyes"})
+    await run(db, staff("eyes"), "queue.done", {"clinic": "eyes"})
+    clock.advance(90)  # 00:00:30 the next day
+    await line_up(db, "eyes", 1, first_id=91_000_000)
+    assert (await scheduler.tick())["auto_call"] == []
+    clock.advance(30)
+    assert [c["number"] for c in (await scheduler.tick())["auto_call"]] == [1]
+
+
 async def test_auto_call_fills_free_capacity_only(db, clock, scheduler):
     """Capacity 2: two in the rooms, then no call until one is done."""
     await configure(db, "lab", call_interval=60, capacity=2)
