@@ -1,7 +1,7 @@
 -- 009 call times: a call no longer writes clinic_calls. Every staff call and auto-call
 -- upserted that clinic's one row, so calls at one clinic queued on its row lock until
--- the previous call had committed: with four calls in flight per clinic, Postgres
--- spent about 40% more CPU per call than without the trigger (0.6 against 1.0 ms).
+-- the previous call had committed. With four calls in flight per clinic, Postgres
+-- spent 1.03-1.12 ms of CPU per call; after this migration, 0.77-0.79 ms.
 -- When a clinic last called is in queues.called_at; clinic_calls now keeps only the
 -- call times that a later change erased (a skip clears called_at), so a call that
 -- timed out still restarts the auto-call interval.
