@@ -1,11 +1,13 @@
-"""The hub: one dedicated LISTEN connection per process, the events table read in id
-order on every wake-up, and fan-out to bounded per-connection send queues.
+"""The hub: one dedicated LISTEN connection per process, events fanned out in id order
+as their NOTIFYs arrive, and fan-out to bounded per-connection send queues.
 
-NOTIFY is only the wake-up. The log is `events` (ids commit in id order, see
-mmc_emit), so after the connection drops the hub reconnects and reads on from the last
-id it dispatched: nothing is lost or repeated. Each frame is serialised once per
-(channel, event) and the same text goes to every subscriber; a subscriber whose queue
-is full is closed with 1013 (it resumes from its last seq). See PROTOCOL.md.
+The log is `events` (ids commit in id order, see mmc_emit). Each NOTIFY carries its
+event (schema/010), and the hub fans it out directly when its id is the next one;
+otherwise (an id burnt by a rollback, an event too large for NOTIFY, a reconnect, the
+keepalive) it reads the log on from the last id it dispatched: nothing is lost or
+repeated. Each frame is serialised once per (channel, event) and the same text goes to
+every subscriber; a subscriber whose queue is full is closed with 1013 (it resumes
+from its last seq). See PROTOCOL.md.
 """
 
 from __future__ import annotations
@@ -97,6 +99,8 @@ class Hub:
         self._subs: dict[str, set[Subscription]] = {}
         self._batch = Batch()
         self._wake = asyncio.Event()
+        self._arrived: list[EventRow | None] = []  # events NOTIFYs since the last read
+        self._must_read = True
         self._became_ready = asyncio.Event()
         self._queue_changes: set[str] = set()
         self._dirty: set[str] = set()
@@ -170,6 +174,7 @@ class Hub:
         self._wake.set()
 
     def _on_event(self, conn: Any, pid: int, channel: str, payload: object) -> None:
+        self._arrived.append(EventRow.from_notify(payload))
         self._wake.set()
 
     def _on_queue(self, conn: Any, pid: int, channel: str, payload: object) -> None:
@@ -193,13 +198,14 @@ class Hub:
         self._queue_changes.update(self.notices.clinics())
 
     async def _pump(self, conn: asyncpg.Connection, lost: asyncio.Event) -> None:
+        self._must_read = True  # whatever committed while nobody listened
         self._wake.set()
         while True:
             try:
                 async with asyncio.timeout(self.keepalive):
                     await self._wake.wait()
             except TimeoutError:
-                pass  # read anyway: proves the connection is alive
+                self._must_read = True  # proves the connection is alive
             self._wake.clear()
             if lost.is_set():
                 raise ConnectionError("LISTEN connection lost")
@@ -207,14 +213,18 @@ class Hub:
 
     async def _read(self, conn: asyncpg.Connection) -> None:
         try:
-            while True:
-                records = await conn.fetch(READ_EVENTS, self.last_id)
-                for record in records:
-                    row = EventRow.from_record(record)
-                    self._dispatch(row)
-                    self.last_id = row.id
-                if len(records) < READ_BATCH:
-                    break
+            arrived, self._arrived = self._arrived, []
+            if not self._relay(arrived) or self._must_read:
+                self._must_read = False
+                self.metrics.hub_log_reads.inc()
+                while True:
+                    records = await conn.fetch(READ_EVENTS, self.last_id)
+                    for record in records:
+                        row = EventRow.from_record(record)
+                        self._dispatch(row)
+                        self.last_id = row.id
+                    if len(records) < READ_BATCH:
+                        break
             changes, self._queue_changes = self._queue_changes, set()
             for clinic in changes:
                 self._dirty.add(clinic)
@@ -225,6 +235,20 @@ class Hub:
             # Each socket's frames of this read leave in one write.
             self._batch.flush()
         self._recompute_positions()
+
+    def _relay(self, arrived: list[EventRow | None]) -> bool:
+        """Fan out the events NOTIFYs carried, while each is the next id; False when the
+        log must be read on from there."""
+        for row in arrived:
+            if row is None or self.last_id is None:
+                return False
+            if row.id <= self.last_id:
+                continue  # already read from the log
+            if row.id != self.last_id + 1:
+                return False
+            self._dispatch(row)
+            self.last_id = row.id
+        return True
 
     # --- fan-out -----------------------------------------------------------------------
 

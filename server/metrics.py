@@ -37,7 +37,11 @@ class Metrics:
             "ws_slow_client_closes", "Connections closed with 1013 for not reading",
             registry=r)
         self.hub_events = Counter(
-            "hub_events", "Events the hub read from the log and fanned out", registry=r)
+            "hub_events", "Events the hub fanned out", registry=r)
+        self.hub_log_reads = Counter(
+            "hub_log_reads", "Times the hub read the event log rather than relaying the "
+            "NOTIFY: a gap in ids, an event too large for NOTIFY, a reconnect, the keepalive",
+            registry=r)
         self.hub_listening = Gauge(
             "hub_listening", "1 while the hub's LISTEN connection is up", registry=r)
         self.delivery_lag = Histogram(

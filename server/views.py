@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import orjson
 
 from server import errors, protocol
 from server.db import Database
@@ -24,6 +25,7 @@ STAFF_KEYS = ("number", "is_paused", "reason", "postpone_count", "by", "day")
 # A cached snapshot is trusted this long even without an invalidation: the local day
 # can turn over without any event.
 CACHE_TTL = timedelta(seconds=60)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,21 @@ class EventRow:
         data = r["data"] if isinstance(r["data"], dict) else {}
         return cls(r["id"], r["event_type"], r["clinic_code"], r["patient_id"],
                    r["queue_number"], data, r["created_at"])
+
+    @classmethod
+    def from_notify(cls, payload: object) -> EventRow | None:
+        """The event carried by an events NOTIFY (schema/010); None when the payload
+        holds the ids only (the event was too large for NOTIFY) or is not one."""
+        if not isinstance(payload, str):
+            return None
+        try:
+            n = orjson.loads(payload)
+            at = EPOCH + timedelta(microseconds=n["at_us"])
+            data = n["data"] if isinstance(n["data"], dict) else {}
+            return cls(int(n["id"]), n["type"], n["clinic"], n["patient"], n["number"],
+                       data, at)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return None
 
 
 DataBuilder = Callable[[EventRow], dict[str, Any]]

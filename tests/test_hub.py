@@ -16,10 +16,10 @@ import pytest
 from server import errors
 from server.auth import Principal
 from server.clock import ManualClock
-from server.db import Database
+from server.db import Database, init_connection
 from server.hub import LISTEN_SETTINGS, READ_EVENTS, Outbox, backoff
 from server.protocol import CloseCode
-from server.views import EventRow, audiences
+from server.views import EVENT_COLUMNS, EventRow, audiences
 from server.ws import WsLimits
 from tests.harness import MS, LiveServer
 from tests.people import ADMIN, patient, run, staff
@@ -313,3 +313,82 @@ async def test_hub_reads_the_log_tail_by_index_however_the_log_has_grown(dsn: st
     plan = await _read_plan(dsn, LISTEN_SETTINGS)
     assert "Seq Scan" in await _read_plan(dsn, {"application_name": "control"})
     assert "Index Scan using events_pkey" in plan and "Seq Scan" not in plan
+
+
+def log_reads(live: LiveServer) -> float:
+    value = hub_of(live).metrics.registry.get_sample_value("hub_log_reads_total")
+    assert value is not None
+    return value
+
+
+async def test_each_event_is_fanned_out_from_its_notify_without_reading_the_log(
+        dsn: str, clock: ManualClock, db: Database) -> None:
+    """Twelve commands one after another: every frame arrives in order, and the hub
+    reads the log at most once (its keepalive), not once per command."""
+    patients = [await patient(db, f"2340000{i:04d}") for i in range(4)]
+    async with running(dsn, clock) as live:
+        peer, start = await subscribed(live, db, ADMIN, "admin")
+        before = log_reads(live)
+        for who in patients:
+            await run(db, who, "queue.enter", {"clinic": "ent"})
+            await run(db, ADMIN, "queue.call", {"clinic": "ent"})
+            await run(db, ADMIN, "queue.done", {"clinic": "ent"})
+        want = [s for s in (await expected_seqs(db))["admin"] if s > start]
+        await peer.wait_for(has_all(peer, "admin", start, len(want)))
+        assert received(peer, "admin", start) == want and len(want) >= 12
+        assert log_reads(live) - before <= 1
+        await peer.close()
+
+
+async def test_an_id_burnt_by_a_rollback_or_too_large_for_notify_is_read_from_the_log(
+        dsn: str, clock: ManualClock, db: Database) -> None:
+    """A rolled-back event leaves a gap in ids, and a 9,000-byte event cannot ride its
+    NOTIFY: the hub reads the log there, and every frame still arrives once, in order,
+    the large one whole."""
+    who = await patient(db, "23300000001")
+    reason = "x" * 9000
+    async with running(dsn, clock) as live:
+        peer, start = await subscribed(live, db, ADMIN, "admin")
+        before = log_reads(live)
+        async with db.pool.acquire() as conn:
+            with contextlib.suppress(RuntimeError):
+                async with conn.transaction():
+                    await conn.execute("SELECT mmc_emit(jsonb_build_array(mmc_event("
+                                       "'CLINIC_PAUSED', 'ent', NULL, NULL)))")
+                    raise RuntimeError("roll back")
+        await run(db, who, "queue.enter", {"clinic": "ent"})
+        async with db.pool.acquire() as conn:
+            await conn.execute(
+                "SELECT mmc_emit(jsonb_build_array(mmc_event('CLINIC_PAUSED', 'ent', NULL, "
+                "NULL, jsonb_build_object('is_paused', true, 'reason', $1::text))))", reason)
+        await run(db, ADMIN, "queue.call", {"clinic": "ent"})
+        want = [s for s in (await expected_seqs(db))["admin"] if s > start]
+        await peer.wait_for(has_all(peer, "admin", start, len(want)))
+        assert received(peer, "admin", start) == want and len(want) >= 3
+        paused = [e for e in peer.events("admin") if e["event"] == "CLINIC_PAUSED"]
+        assert [e["data"]["reason"] for e in paused] == [reason]
+        assert log_reads(live) - before >= 2
+        await peer.close()
+
+
+async def test_an_event_from_its_notify_equals_the_same_event_read_from_the_log(
+        dsn: str, db: Database) -> None:
+    """Type, clinic, patient, number, data and the commit time to the microsecond, in
+    a session whose time zone is not UTC."""
+    who = await patient(db, "23200000001")
+    heard: asyncio.Queue[object] = asyncio.Queue()
+    conn = await asyncpg.connect(dsn, server_settings={"TimeZone": "Asia/Qatar"})
+    try:
+        await conn.add_listener("mmc_events",
+                                lambda _c, _p, _ch, payload: heard.put_nowait(payload))
+        await run(db, who, "queue.enter", {"clinic": "ent"})
+        async with asyncio.timeout(5):
+            row = EventRow.from_notify(await heard.get())
+        assert row is not None
+        await init_connection(conn)
+        record = await conn.fetchrow(f"SELECT {EVENT_COLUMNS} FROM events WHERE id = $1",
+                                     row.id)
+        assert row == EventRow.from_record(record)
+        assert row.type == "ENTERED" and row.patient == who.subject and row.number is not None
+    finally:
+        await conn.close()
