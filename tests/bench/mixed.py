@@ -11,7 +11,7 @@ from collections import defaultdict, deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tests.bench import stats
+from tests.bench import profiling, stats
 from tests.bench.fleet import Fleet
 from tests.bench.loadgen import Spec
 from tests.bench.stage import Stage, launch, postgres_cpu, seed
@@ -170,14 +170,14 @@ def run_commands(stage: Stage, *, quick: bool, cpus: tuple[set[int] | None, set[
                 tried: list[dict[str, Any]] = []
                 best = None
                 for rate in steps:
-                    step = _step(fleet, sut, rate, step_seconds)
+                    step = _step(fleet, sut, rate, step_seconds, "step")
                     tried.append(step)
                     if not sustained(step):
                         break
                     best = rate
                 held, holds = None, []
                 for rate in [r for r in reversed(steps) if best and r <= best][:2 if quick else 3]:
-                    held = _step(fleet, sut, rate, hold_seconds)
+                    held = _step(fleet, sut, rate, hold_seconds, "hold")
                     holds.append(held)
                     if sustained(held):
                         break
@@ -189,9 +189,10 @@ def run_commands(stage: Stage, *, quick: bool, cpus: tuple[set[int] | None, set[
                 fleet.close()
 
 
-def _step(fleet: Fleet, sut: Any, rate: float, seconds: float) -> dict[str, Any]:
+def _step(fleet: Fleet, sut: Any, rate: float, seconds: float, name: str) -> dict[str, Any]:
     before, pg = sut.usage(), postgres_cpu()
-    step = fleet.all({"cmd": "mixed", "rate": rate, "seconds": seconds})[0]
+    with profiling.recording(sut.process.pid, f"ours-commands-{name}-{rate}", seconds):
+        step = fleet.all({"cmd": "mixed", "rate": rate, "seconds": seconds})[0]
     step["server_cpu_share"] = round((sut.usage()["cpu"] - before["cpu"]) / step["seconds"], 2)
     step["postgres_cpu_share"] = round((postgres_cpu() - pg) / step["seconds"], 2)
     step["achieved"] = round(step["achieved"], 1)

@@ -1,19 +1,70 @@
-"""py-spy on the system under test during a measured phase (`--profile DIR`): the raw
-stacks, and a summary of where the process spent its samples (own time per line,
-inclusive time per function) that a report can quote."""
+"""What a measured phase spent its time on (`--profile DIR`): py-spy on the system
+under test (the raw stacks, and a summary of own time per line and inclusive time per
+function that a report can quote), and pg_stat_statements on the embedded Postgres
+(every statement, nested ones too, with its calls and time: a function waiting on a
+lock shows the lock as a statement of its own)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import asyncpg
+
 PROFILE_DIR = "MMC_BENCH_PROFILE"  # set by `python -m tests.bench --profile DIR`
+# Loaded at Postgres start, so a profiled run restarts the stage's server once.
+STATEMENTS_SETTINGS = {"shared_preload_libraries": "pg_stat_statements",
+                       "pg_stat_statements.track": "all"}
+_statements_dsn: list[str] = []  # the stage's admin DSN once statements are tracked
+
+
+def enabled() -> bool:
+    return bool(os.environ.get(PROFILE_DIR))
+
+
+async def track_statements(admin_dsn: str, restart: Callable[[], None]) -> None:
+    """Load pg_stat_statements into the stage's Postgres (`restart` restarts it)."""
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        for key, value in STATEMENTS_SETTINGS.items():
+            await conn.execute(f"ALTER SYSTEM SET {key} = '{value}'")
+    finally:
+        await conn.close()
+    restart()
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    finally:
+        await conn.close()
+    _statements_dsn[:] = [admin_dsn]
+
+
+async def _statements(dsn: str, reset: bool, top: int = 40) -> str:
+    conn = await asyncpg.connect(dsn)
+    try:
+        if reset:
+            await conn.execute("SELECT pg_stat_statements_reset()")
+            return ""
+        rows = await conn.fetch(
+            "SELECT calls, total_exec_time, toplevel, query FROM pg_stat_statements "
+            "ORDER BY total_exec_time DESC LIMIT $1", top)
+    finally:
+        await conn.close()
+    lines = ["calls  total ms  mean ms  level  statement (time includes nested statements "
+             "and lock waits)"]
+    for row in rows:
+        text = " ".join(row["query"].split())[:160]
+        lines.append(f"{row['calls']:>6} {row['total_exec_time']:>9.1f} "
+                     f"{row['total_exec_time'] / max(1, row['calls']):>8.3f}  "
+                     f"{'top' if row['toplevel'] else 'nested':<6} {text}")
+    return "\n".join(lines) + "\n"
 
 
 def _py_spy() -> str | None:
@@ -23,13 +74,30 @@ def _py_spy() -> str | None:
 
 @contextlib.contextmanager
 def recording(pid: int, name: str, seconds: float) -> Iterator[None]:
-    """Record `pid` for about `seconds` when profiling was asked for; else nothing."""
+    """Record `pid` with py-spy for about `seconds`, and what Postgres ran meanwhile,
+    when profiling was asked for; else nothing."""
     folder, spy = os.environ.get(PROFILE_DIR), _py_spy()
-    if not folder or spy is None:
+    if not folder:
         yield
         return
-    raw = Path(folder) / f"{name}.raw.txt"
-    raw.parent.mkdir(parents=True, exist_ok=True)
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    if _statements_dsn:
+        asyncio.run(_statements(_statements_dsn[0], reset=True))
+    try:
+        if spy is None:
+            yield
+        else:
+            with _spying(spy, pid, Path(folder), name, seconds):
+                yield
+    finally:
+        if _statements_dsn:
+            (Path(folder) / f"{name}.statements.txt").write_text(
+                asyncio.run(_statements(_statements_dsn[0], reset=False)))
+
+
+@contextlib.contextmanager
+def _spying(spy: str, pid: int, folder: Path, name: str, seconds: float) -> Iterator[None]:
+    raw = folder / f"{name}.raw.txt"
     process = subprocess.Popen(
         [spy, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
          "--rate", "250", "--format", "raw", "--nonblocking", "-o", str(raw)],
@@ -43,7 +111,7 @@ def recording(pid: int, name: str, seconds: float) -> Iterator[None]:
             process.kill()
             process.wait()
     if raw.exists():
-        (Path(folder) / f"{name}.summary.txt").write_text(summarize(raw))
+        (folder / f"{name}.summary.txt").write_text(summarize(raw))
 
 
 def _function(frame: str) -> str:

@@ -26,6 +26,7 @@ from server import auth
 from server.auth import Principal
 from server.db import init_connection
 from server.embedded import EmbeddedPostgres
+from tests.bench import profiling
 from tests.harness import TEMPLATE, Cluster, free_port
 
 T = TypeVar("T")
@@ -57,8 +58,12 @@ class Stage:
             "", EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="mmc-bench-")),
                                  delete_on_stop=True))
         assert self.cluster.embedded is not None
-        self.cluster.admin_dsn = self.cluster.embedded.start()
-        _postmaster[:] = [self.cluster.embedded.pgdata / "postmaster.pid"]
+        embedded = self.cluster.embedded
+        self.cluster.admin_dsn = embedded.start()
+        _postmaster[:] = [embedded.pgdata / "postmaster.pid"]
+        if profiling.enabled():
+            asyncio.run(profiling.track_statements(
+                self.cluster.admin_dsn, lambda: embedded.pg_ctl("restart", "-w", "-m", "fast")))
         self.clinics: list[str] = asyncio.run(self._template())
 
     def run(self, work: Coroutine[Any, Any, T]) -> T:
