@@ -29,34 +29,24 @@ def enabled() -> bool:
     return bool(os.environ.get(PROFILE_DIR))
 
 
+async def _fetch(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetch(sql, *args)
+    finally:
+        await conn.close()
+
+
 async def track_statements(admin_dsn: str, restart: Callable[[], None]) -> None:
     """Load pg_stat_statements into the stage's Postgres (`restart` restarts it)."""
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        for key, value in STATEMENTS_SETTINGS.items():
-            await conn.execute(f"ALTER SYSTEM SET {key} = '{value}'")
-    finally:
-        await conn.close()
+    for key, value in STATEMENTS_SETTINGS.items():
+        await _fetch(admin_dsn, f"ALTER SYSTEM SET {key} = '{value}'")
     restart()
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-    finally:
-        await conn.close()
+    await _fetch(admin_dsn, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     _statements_dsn[:] = [admin_dsn]
 
 
-async def _statements(dsn: str, reset: bool, top: int = 40) -> str:
-    conn = await asyncpg.connect(dsn)
-    try:
-        if reset:
-            await conn.execute("SELECT pg_stat_statements_reset()")
-            return ""
-        rows = await conn.fetch(
-            "SELECT calls, total_exec_time, toplevel, query FROM pg_stat_statements "
-            "ORDER BY total_exec_time DESC LIMIT $1", top)
-    finally:
-        await conn.close()
+def _statements(rows: list[asyncpg.Record]) -> str:
     lines = ["calls  total ms  mean ms  level  statement (time includes nested statements "
              "and lock waits)"]
     for row in rows:
@@ -82,7 +72,7 @@ def recording(pid: int, name: str, seconds: float) -> Iterator[None]:
         return
     Path(folder).mkdir(parents=True, exist_ok=True)
     if _statements_dsn:
-        asyncio.run(_statements(_statements_dsn[0], reset=True))
+        asyncio.run(_fetch(_statements_dsn[0], "SELECT pg_stat_statements_reset()"))
     try:
         if spy is None:
             yield
@@ -91,8 +81,10 @@ def recording(pid: int, name: str, seconds: float) -> Iterator[None]:
                 yield
     finally:
         if _statements_dsn:
-            (Path(folder) / f"{name}.statements.txt").write_text(
-                asyncio.run(_statements(_statements_dsn[0], reset=False)))
+            rows = asyncio.run(_fetch(
+                _statements_dsn[0], "SELECT calls, total_exec_time, toplevel, query "
+                "FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 40"))
+            (Path(folder) / f"{name}.statements.txt").write_text(_statements(rows))
 
 
 @contextlib.contextmanager
