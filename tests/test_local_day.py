@@ -39,6 +39,24 @@ async def test_yesterdays_active_entry_is_closed_when_the_patient_starts_today(d
     assert old == "CANCELLED"
 
 
+async def test_yesterdays_active_entry_is_closed_when_the_patient_enters_today(db, clock):
+    """queue.enter the next day: yesterday's WAITING entry is cancelled (day_closed)
+    and today's line gives number 1, not ALREADY_IN_QUEUE."""
+    clock.set(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
+    who = await patient(db, "11000011")
+    await run(db, who, "queue.enter", {"clinic": "lab"})
+    clock.set(datetime(2026, 3, 2, 6, 0, tzinfo=UTC))
+    today = await run(db, who, "queue.enter", {"clinic": "lab"})
+    assert (today["number"], today["status"], today["position"]) == (1, "WAITING", 1)
+    async with db.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT day::text, status FROM queues ORDER BY day")
+        reason = await conn.fetchval(
+            "SELECT data->>'reason' FROM events WHERE event_type = 'CANCELLED'")
+    assert [(r["day"], r["status"]) for r in rows] == [
+        ("2026-03-01", "CANCELLED"), ("2026-03-02", "WAITING")]
+    assert reason == "day_closed"
+
+
 async def test_changing_the_timezone_setting_moves_the_day(db, clock):
     """The timezone setting, not a constant, defines the local day."""
     from tests.people import ADMIN

@@ -31,6 +31,23 @@ async def test_position_ahead_and_eta_follow_the_line(db, clock):
     assert (status["ahead"], status["eta_minutes"]) == (1, 2)
 
 
+async def test_entering_answers_with_the_place_status_gives(db, clock):
+    """The enter reply's place (counted when the number was given) is the one
+    queue.status counts afterwards, behind others and after a service has been timed."""
+    await line_up(db, "eyes", 2)
+    await run(db, ADMIN, "queue.call", {"clinic": "eyes"})
+    clock.advance(240)
+    await run(db, ADMIN, "queue.done", {"clinic": "eyes"})
+    await line_up(db, "eyes", 2, first_id=90_000_100)
+    last = await patient(db, "90000200")
+    entered = await run(db, last, "queue.enter", {"clinic": "eyes"})
+    status = await run(db, last, "queue.status")
+    fields = ("number", "status", "position", "ahead", "total_waiting", "eta_minutes")
+    assert [entered[f] for f in fields] == [status[f] for f in fields]
+    assert (entered["position"], entered["total_waiting"], entered["eta_minutes"]) == (4, 4, 12)
+    assert entered["display_number"] == 4
+
+
 async def test_entering_again_returns_the_existing_number(db):
     """ALREADY_IN_QUEUE, the same number, nothing new written."""
     (who,) = await line_up(db, "eyes", 1)
