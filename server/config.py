@@ -19,7 +19,7 @@ ENVIRONMENT: dict[str, str] = {
     "LOG_LEVEL": "debug, info (default), warning, error",
     "CORS_ORIGINS": "comma-separated origins allowed to call the HTTP API",
     "DB_POOL_MIN": "smallest database pool size (default 2)",
-    "DB_POOL_MAX": "largest database pool size (default 10)",
+    "DB_POOL_MAX": "largest database pool size (default 5)",
     "WS_SEND_QUEUE": "frames queued per socket before a slow client is closed (default 256)",
     "HTTP_RATE_LIMIT": "HTTP requests a second per client address and endpoint, bursts of 3x "
                        "(default 10; 0 turns the limit off)",
@@ -58,7 +58,9 @@ class Config:
     log_level: str = "info"
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
     db_pool_min: int = 2
-    db_pool_max: int = 10
+    # Every command commits in turn (each one NOTIFYs), so connections beyond a few
+    # only wait in Postgres, and their waiting costs CPU: see the README's benchmark.
+    db_pool_max: int = 5
     ws_send_queue: int = 256
     breaker_reset_seconds: int = 60
     http_rate_limit: int = 10
@@ -89,7 +91,7 @@ class Config:
                 o.strip() for o in env.get("CORS_ORIGINS", "").split(",") if o.strip()
             ),
             db_pool_min=pool_min,
-            db_pool_max=_int(env, "DB_POOL_MAX", 10, pool_min, 500),
+            db_pool_max=_int(env, "DB_POOL_MAX", 5, pool_min, 500),
             ws_send_queue=_int(env, "WS_SEND_QUEUE", 256, 8, 65536),
             breaker_reset_seconds=_int(env, "BREAKER_RESET_SECONDS", 60, 1, 3600),
             http_rate_limit=_int(env, "HTTP_RATE_LIMIT", 10, 0, 100_000),
