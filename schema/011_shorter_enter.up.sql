@@ -10,7 +10,7 @@
 --     while holding mmc_emit's lock (every command in the centre waits for it) is the
 --     events insert and the commit, as in call and the staff actions.
 --   * The waiting line's index carries the day and the line's whole order, so the
---     next to call, the end of the line and the positions ranking read it in order.
+--     next to call is the index's first entry and the end of the line its last.
 
 DROP INDEX idx_queues_waiting;
 CREATE INDEX idx_queues_waiting ON queues (clinic_code, day, sort_key, queue_number)
