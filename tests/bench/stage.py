@@ -174,11 +174,17 @@ _postmaster: list[Path] = []  # the running Stage's postmaster.pid
 
 def postgres_cpu() -> float:
     """CPU seconds so far of the benchmark's own Postgres (its postmaster and every
-    backend under it), not of another cluster on the machine; 0 when unknown."""
+    backend under it, exited ones included), not of another cluster on the machine;
+    0 when unknown."""
     total = 0.0
     with contextlib.suppress(OSError, ValueError, IndexError, psutil.Error):
         postmaster = psutil.Process(int(_postmaster[0].read_text().split()[0]))
-        for p in (postmaster, *postmaster.children(recursive=True)):
+        # A backend that exits (a pool closing an idle connection) leaves its CPU in
+        # the postmaster's children_* times once reaped; without them a phase in which
+        # one exits would count less than nothing.
+        times = postmaster.cpu_times()
+        total += times.user + times.system + times.children_user + times.children_system
+        for p in postmaster.children(recursive=True):
             with contextlib.suppress(psutil.Error):
                 times = p.cpu_times()
                 total += times.user + times.system
