@@ -66,10 +66,10 @@ def _py_spy() -> str | None:
 def recording(pid: int, name: str, seconds: float) -> Iterator[None]:
     """Record `pid` with py-spy for about `seconds`, and what Postgres ran meanwhile,
     when profiling was asked for; else nothing."""
-    folder, spy = os.environ.get(PROFILE_DIR), _py_spy()
-    if not folder:
+    if not enabled():
         yield
         return
+    folder, spy = os.environ[PROFILE_DIR], _py_spy()
     Path(folder).mkdir(parents=True, exist_ok=True)
     if _statements_dsn:
         asyncio.run(_fetch(_statements_dsn[0], "SELECT pg_stat_statements_reset()"))
