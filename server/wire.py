@@ -3,13 +3,17 @@ unmasked and, with per-message deflate off, the same bytes for every reader: the
 encodes it once and writes it to each socket without a task switch per socket.
 
 `FanoutWebSocketProtocol` is uvicorn's sans-io WebSocket protocol plus one ASGI
-extension, `mmc.direct`: a `DirectWriter` for the accepted socket. Everything else
-(handshake, pings, closing, reading) stays uvicorn's and websockets'.
+extension, `mmc.direct`: a `DirectWriter` for the accepted socket, and its keepalive
+pings timed on a shared grid and skipped for a peer just heard from. Everything else
+(handshake, sending pings and reading pongs, closing, reading) stays uvicorn's and
+websockets'.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
+import socket
 import struct
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -19,6 +23,12 @@ EXTENSION = "mmc.direct"
 _TEXT_FIN = 0x81  # FIN + opcode 1 (text), RFC 6455 section 5.2
 # Keepalive pings fall due on this grid (seconds): see FanoutWebSocketProtocol.
 PING_GRID = 0.25
+# Linux's struct tcp_info (linux/tcp.h, 4.6 and later): tcpi_last_ack_recv, the
+# milliseconds since the peer last acknowledged anything, is at byte 56, and
+# tcpi_notsent_bytes, what the kernel holds but cannot send yet, at byte 144.
+_TCP_INFO = getattr(socket, "TCP_INFO", None)
+_TCP_INFO_SIZE = 148
+_LAST_ACK_RECV, _NOTSENT_BYTES = 56, 144
 
 
 def encode_text(text: str) -> bytes:
@@ -102,21 +112,60 @@ class DirectWriter:
         return self.backlog
 
 
+def quiet_for(transport: asyncio.BaseTransport) -> float | None:
+    """Seconds since the peer's TCP last acknowledged anything, when nothing waits to
+    be sent (in the transport or in the kernel); None when something waits, or when
+    the kernel cannot say (not Linux, not TCP)."""
+    sock = transport.get_extra_info("socket")
+    if _TCP_INFO is None or sock is None:
+        return None
+    if isinstance(transport, asyncio.WriteTransport) and transport.get_write_buffer_size():
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, _TCP_INFO_SIZE)
+    except OSError:
+        return None
+    if len(info) < _TCP_INFO_SIZE or struct.unpack_from("=I", info, _NOTSENT_BYTES)[0]:
+        return None
+    return float(struct.unpack_from("=I", info, _LAST_ACK_RECV)[0]) / 1000
+
+
 class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's sans-io protocol, handing the app a DirectWriter for its socket, and
+    """uvicorn's sans-io protocol, handing the app a DirectWriter for its socket;
     keepalive pings due on a shared grid (PING_GRID) rather than each at its own
-    instant."""
+    instant, and only to a peer that has been quiet for a whole interval."""
 
     def schedule_ping(self) -> None:
+        assert self.ping_interval is not None
+        self._ping_in(max(0.0, self.ping_interval - self.last_ping_rtt))
+
+    def _ping_in(self, delay: float) -> None:
         # uvicorn arms each socket's timer for its own instant, so 2,000 idle phones
         # wake the process 100 times a second for one ping each. Rounded up to the
         # grid, the pings due in the same slot leave in one wake-up and their pongs
         # come back together (server CPU per idle phone about a third lower in the
         # polling scenario). A ping leaves less than PING_GRID late.
-        assert self.ping_interval is not None
-        due = self.loop.time() + max(0.0, self.ping_interval - self.last_ping_rtt)
+        due = self.loop.time() + delay
         self.ping_timer = self.loop.call_at(math.ceil(due / PING_GRID) * PING_GRID,
                                             self.send_keepalive_ping)
+
+    def send_keepalive_ping(self) -> None:
+        # A ping asks "are you there?". A peer whose TCP acknowledged something less
+        # than an interval ago has answered that already: the check moves to one
+        # interval after that acknowledgement, when the peer will have been quiet for
+        # a whole interval. A phone told its place every few seconds, or a display
+        # showing calls, is then not pinged; a quiet socket is pinged as before, and
+        # so is one whose frames wait unsent (a reader that stopped reading: the ping
+        # waits behind them, goes unanswered, and the socket is dropped). A peer that
+        # vanishes is pinged one interval after it was last heard and dropped one
+        # timeout later: the bound of pinging every interval.
+        assert self.ping_interval is not None
+        if not (self.close_sent or self.transport.is_closing()):
+            quiet = quiet_for(self.transport)
+            if quiet is not None and quiet < self.ping_interval:
+                self._ping_in(self.ping_interval - quiet)
+                return
+        super().send_keepalive_ping()
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)

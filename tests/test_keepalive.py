@@ -1,16 +1,18 @@
-"""Keepalive pings on a shared grid (server/wire.py): each ping falls due on the grid,
-a peer that never answers is still dropped, one that answers is kept."""
+"""Keepalive pings (server/wire.py): each falls due on a shared grid, only to a peer
+quiet for a whole interval; a peer that never answers is still dropped, one that
+answers is kept."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import os
+import socket
 
 from server.app import create_app
 from server.clock import ManualClock
 from server.config import Config
-from server.wire import PING_GRID, FanoutWebSocketProtocol
+from server.wire import PING_GRID, FanoutWebSocketProtocol, quiet_for
 from tests.harness import serve
 from tests.realtime import Peer
 
@@ -37,13 +39,7 @@ async def test_a_silent_peer_is_dropped_and_an_answering_one_is_kept(
     async with serve(app, ws_ping_interval=0.3, ws_ping_timeout=0.3) as live:
         answering = await Peer.open(live.ws_url)
         await answering.call("subscribe", {"channel": "clinic:eyes"})
-        reader, writer = await asyncio.open_connection("127.0.0.1", live.port)
-        key = base64.b64encode(os.urandom(16)).decode()
-        writer.write(
-            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            f"Sec-WebSocket-Version: 13\r\n\r\n".encode())
-        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+        reader, writer = await _upgraded(live.port)
         received = b""
         async with asyncio.timeout(10):  # never answered: dropped after ping + timeout
             while chunk := await reader.read(4096):
@@ -53,3 +49,80 @@ async def test_a_silent_peer_is_dropped_and_an_answering_one_is_kept(
         assert b"\x88" in received, "then the close frame"
         assert await answering.call("ping") == {}
         await answering.close()
+
+
+async def _upgraded(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A bare WebSocket client: handshake done, nothing answered unless the test does."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        f"Sec-WebSocket-Version: 13\r\n\r\n".encode())
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    return reader, writer
+
+
+def _client_frame(opcode: int, payload: bytes) -> bytes:
+    """One masked client frame (RFC 6455 section 5.3), payload under 126 bytes."""
+    mask = os.urandom(4)
+    return (bytes((0x80 | opcode, 0x80 | len(payload))) + mask
+            + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+
+async def test_a_peer_heard_from_is_pinged_only_once_quiet_for_an_interval(
+        dsn: str, clock: ManualClock) -> None:
+    app = create_app(Config(database_url=dsn, db_pool_min=1, db_pool_max=4), clock=clock)
+    interval = 0.3
+    async with serve(app, ws_ping_interval=interval, ws_ping_timeout=interval) as live:
+        reader, writer = await _upgraded(live.port)
+        loop = asyncio.get_running_loop()
+        # For five intervals the peer's TCP is heard from every 50 ms (an unsolicited
+        # pong, which RFC 6455 allows and the server ignores): no ping is sent.
+        heard_until = loop.time() + 5 * interval
+        while loop.time() < heard_until:
+            writer.write(_client_frame(0xA, b"still here"))
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        last_heard = loop.time()
+        # Then it falls quiet: pinged once it has been quiet for an interval (less the
+        # kernel's clock tick), and, never answering, dropped. A ping sent while it was
+        # heard from would be read at once here.
+        async with asyncio.timeout(10):
+            first = await reader.readexactly(1)
+            pinged = loop.time()
+            rest = await reader.read()
+        writer.close()
+        assert first == b"\x89", "a ping came first"
+        assert b"\x88" in rest, "then the close frame"
+        assert pinged - last_heard >= interval - 0.02
+
+
+async def test_quiet_for_is_the_time_since_the_peer_was_heard_and_none_while_frames_wait(
+        ) -> None:
+    accepted: asyncio.Queue[asyncio.StreamWriter] = asyncio.Queue()
+
+    async def keep(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await accepted.put(writer)
+
+    server = await asyncio.start_server(keep, "127.0.0.1", 0)
+    async with server:
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(client, server.sockets[0].getsockname())
+        ours = await accepted.get()
+        try:
+            client.send(b"hello")
+            await asyncio.sleep(0.2)
+            quiet = quiet_for(ours.transport)
+            assert quiet is not None and 0.15 <= quiet < 1.0
+            # The client stops reading: what the server writes waits, and a peer with
+            # frames waiting is not taken as heard from, however recent its last word.
+            for _ in range(64):
+                ours.write(b"x" * 65536)
+            await asyncio.sleep(0.1)
+            assert quiet_for(ours.transport) is None
+        finally:
+            ours.transport.abort()
+            client.close()
