@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 
 import asyncpg
 import orjson
-import uvicorn
 
 from server import __version__, accounts, logs, migrations, reports
 from server.config import Config, ConfigError
@@ -51,7 +50,7 @@ def with_connection(dsn: str, work: Callable[[asyncpg.Connection], Awaitable[T]]
 
 def cmd_serve(config: Config, ns: argparse.Namespace) -> int:
     from server.app import create_app
-    from server.runner import uvicorn_config
+    from server.runner import Server, uvicorn_config
 
     host = ns.host or config.host
     port = config.port if ns.port is None else ns.port
@@ -76,7 +75,7 @@ def cmd_serve(config: Config, ns: argparse.Namespace) -> int:
         gc.collect()
         gc.freeze()
         gc.set_threshold(50_000, 20, 1000)
-        uvicorn.Server(uvicorn_config(app, host=host, port=port)).run()
+        Server(uvicorn_config(app, host=host, port=port)).run()
     return 0
 
 

@@ -17,11 +17,10 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-import uvicorn
 
 from server import migrations
 from server.embedded import EmbeddedPostgres
-from server.runner import uvicorn_config
+from server.runner import Server, uvicorn_config
 
 TEMPLATE = "mmc_template"
 _names = itertools.count(1)
@@ -98,7 +97,7 @@ def free_port() -> int:
 class LiveServer:
     """uvicorn serving an app in this event loop."""
 
-    server: uvicorn.Server
+    server: Server
     task: asyncio.Task[Any]
 
     @property
@@ -117,7 +116,7 @@ class LiveServer:
 @contextlib.asynccontextmanager
 async def serve(app: Any, **overrides: Any) -> AsyncIterator[LiveServer]:
     config = uvicorn_config(app, host="127.0.0.1", port=0, **overrides)
-    server = uvicorn.Server(config)
+    server = Server(config)
     # The test process owns its signals; uvicorn must not take them over.
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())

@@ -1,21 +1,28 @@
-"""`python -m server serve` on the embedded default: ready, first admin, clean stop."""
+"""`python -m server serve` on the embedded default: ready, first admin, clean stop;
+the uvicorn server it runs (server/runner.py): stops when told, keeps its Date."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 
+from server.app import create_app
+from server.clock import ManualClock
+from server.config import Config
 from server.embedded import SETTINGS, SETTINGS_FILE
-from tests.harness import MS, Cluster, free_port
+from server.runner import Server
+from tests.harness import MS, Cluster, free_port, serve
 
 READY_WITHIN = 60.0
 
@@ -93,3 +100,27 @@ def test_transaction_pooler_url_is_refused_plainly():
     assert result.returncode == 2
     assert "transaction-mode pooler" in result.stderr
     assert "LISTEN" in result.stderr
+
+
+async def test_the_server_stops_as_soon_as_it_is_told(
+        dsn: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its housekeeping tick is a second; being told to stop does not wait for it (here
+    an hour long: only the wake-up can end the server inside the timeout)."""
+    monkeypatch.setattr(Server, "TICK", 3600.0)
+    app = create_app(Config(database_url=dsn, db_pool_min=1, db_pool_max=2), clock=clock)
+    async with asyncio.timeout(30):
+        async with serve(app) as live, httpx.AsyncClient() as client:
+            assert (await client.get(f"{live.http_url}/health")).status_code == 200
+        assert live.task.done()
+
+
+async def test_the_date_header_keeps_up_with_the_wall_clock(
+        dsn: str, clock: ManualClock) -> None:
+    app = create_app(Config(database_url=dsn, db_pool_min=1, db_pool_max=2), clock=clock)
+    async with serve(app) as live, httpx.AsyncClient() as client:
+        for _ in range(2):
+            await asyncio.sleep(Server.TICK * 1.5)
+            answer = await client.get(f"{live.http_url}/health")
+            stated = parsedate_to_datetime(answer.headers["date"]).timestamp()
+            # Refreshed every tick, to the second: never more than two behind.
+            assert time.time() - 2 * Server.TICK - 1 <= stated <= time.time() + 1
