@@ -112,14 +112,13 @@ class DirectWriter:
         return self.backlog
 
 
-def quiet_for(transport: asyncio.BaseTransport) -> float | None:
+def quiet_for(transport: asyncio.WriteTransport) -> float | None:
     """Seconds since the peer's TCP last acknowledged anything, when nothing waits to
     be sent (in the transport or in the kernel); None when something waits, or when
     the kernel cannot say (not Linux, not TCP)."""
     sock = transport.get_extra_info("socket")
-    if _TCP_INFO is None or sock is None:
-        return None
-    if isinstance(transport, asyncio.WriteTransport) and transport.get_write_buffer_size():
+    # (uvloop's transports are not asyncio.WriteTransport subclasses: no isinstance.)
+    if _TCP_INFO is None or sock is None or transport.get_write_buffer_size():
         return None
     try:
         info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, _TCP_INFO_SIZE)
