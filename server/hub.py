@@ -344,16 +344,19 @@ class Hub:
             batch.flush()
 
     def _tell(self, found: dict[str, Any], seq: int, batch: Batch) -> None:
+        # Once per listening patient per call at their clinic: kept lean.
+        subscribers, update = self._subs.get, self.notices.update
+        near_ahead = int(found["near_ahead"])
         for position in found["positions"]:
-            key = f"me:{position['patient']}"
-            subs = self._subs.get(key)
+            patient = position["patient"]
+            subs = subscribers("me:" + patient)
             if not subs:
                 continue
-            for kind, data in self.notices.update(position["patient"], seq, found, position,
-                                                  int(found["near_ahead"])):
+            for kind, data in update(patient, seq, found, position, near_ahead):
                 frame = protocol.notice(kind, data)
+                wire = encode_text(frame)
                 for sub in list(subs):
-                    sub.deliver(seq, frame, None, batch)
+                    sub.deliver(seq, frame, wire, batch)
 
     # --- subscriptions -----------------------------------------------------------------
 

@@ -3,15 +3,14 @@ stands, remembering the last standing per patient so only changes are told."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 ACTIVE = ("WAITING", "CALLED", "IN_PROGRESS")
 
 
-@dataclass(frozen=True, slots=True)
-class Standing:
-    """Where a patient stood as of `seq`: the entry and how many were ahead."""
+class Standing(NamedTuple):
+    """Where a patient stood as of `seq`: the entry and how many were ahead. (A tuple:
+    one is made per patient per position query, the hub's hottest loop.)"""
 
     seq: int
     clinic: str
@@ -20,11 +19,10 @@ class Standing:
     ahead: int
 
     def same_place(self, other: Standing) -> bool:
-        return (self.clinic, self.number, self.status, self.ahead) == \
-            (other.clinic, other.number, other.status, other.ahead)
+        return self[1:] == other[1:]
 
     def same_entry(self, other: Standing) -> bool:
-        return (self.clinic, self.number) == (other.clinic, other.number)
+        return self[1:3] == other[1:3]
 
 
 Notice = tuple[str, dict[str, Any]]
@@ -44,9 +42,11 @@ class NoticeBook:
     def _stand(self, patient: str, now: Standing, known: Standing | None) -> None:
         """Record where `patient` stands (`known`: where they stood), keeping the
         by-clinic index in step."""
-        if known is not None and known.clinic != now.clinic:
-            self._at.get(known.clinic, set()).discard(patient)
-        self.hint(patient, now.clinic)
+        if known is None or known.clinic != now.clinic:
+            if known is not None:
+                self._at.get(known.clinic, set()).discard(patient)
+            self.hint(patient, now.clinic)
+        # (Otherwise already listed there: a patient stood somewhere is listed there.)
         self._standing[patient] = now
 
     def hint(self, patient: str, clinic: str) -> None:
@@ -92,20 +92,21 @@ class NoticeBook:
         if prev is not None and prev.same_place(now):
             return []
         same = prev is not None and prev.same_entry(now)
-        where = {"clinic": now.clinic, "number": now.number}
+        code, number, ahead = now.clinic, now.number, now.ahead
         if now.status == "CALLED":
             if same and prev is not None and prev.status in ("CALLED", "IN_PROGRESS"):
                 return []
-            return [("YOUR_TURN", {**where, "floor": clinic.get("floor"),
+            return [("YOUR_TURN", {"clinic": code, "number": number,
+                                   "floor": clinic.get("floor"),
                                    "clinic_name": clinic.get("name"),
                                    "clinic_name_ar": clinic.get("name_ar")})]
         if now.status != "WAITING":
             return []
-        out: list[Notice] = [("POSITION", {**where, "ahead": now.ahead,
-                                           "position": now.ahead + 1,
+        out: list[Notice] = [("POSITION", {"clinic": code, "number": number, "ahead": ahead,
+                                           "position": ahead + 1,
                                            "eta_minutes": position.get("eta_minutes")})]
         was_near = same and prev is not None and prev.status == "WAITING" \
             and prev.ahead <= near_ahead
-        if now.ahead <= near_ahead and not was_near:
-            out.append(("NEAR_TURN", {**where, "ahead": now.ahead}))
+        if ahead <= near_ahead and not was_near:
+            out.append(("NEAR_TURN", {"clinic": code, "number": number, "ahead": ahead}))
         return out

@@ -159,6 +159,26 @@ def test_notices_only_on_change_and_never_backwards() -> None:
     assert at(17, "CALLED", 0) == []
 
 
+def test_notice_book_asks_for_each_patient_where_they_stand() -> None:
+    """The by-clinic index follows a patient from clinic to clinic and back, and lets
+    go of them when forgotten: positions are asked where they stand, nowhere else."""
+    book = NoticeBook()
+    book.baseline("p", 1, {"clinic": "eyes", "number": 7, "status": "WAITING", "ahead": 5})
+    book.baseline("q", 1, {"clinic": "eyes", "number": 8, "status": "WAITING", "ahead": 6})
+    assert sorted(book.patients_at("eyes")) == ["p", "q"]
+    waiting = {"number": 7, "status": "WAITING", "ahead": 4, "eta_minutes": 4}
+    assert [k for k, _ in book.update("p", 2, CLINIC, waiting, 3)] == ["POSITION"]
+    assert sorted(book.patients_at("eyes")) == ["p", "q"]
+    lab = {**CLINIC, "clinic": "lab"}
+    entered = {"number": 1, "status": "WAITING", "ahead": 9, "eta_minutes": 9}
+    book.update("p", 3, lab, entered, 3)
+    assert book.patients_at("eyes") == ["q"] and book.patients_at("lab") == ["p"]
+    assert [k for k, _ in book.update("p", 4, CLINIC, waiting, 3)] == ["POSITION"]
+    assert sorted(book.patients_at("eyes")) == ["p", "q"] and not book.listens_at("lab")
+    book.forget("p")
+    assert book.patients_at("eyes") == ["q"] and book.clinics() == {"eyes"}
+
+
 @pytest.mark.parametrize(("name", "who", "error"), [
     ("me", ANONYMOUS, errors.Unauthorized), ("me", staff("eyes"), errors.Forbidden),
     ("admin", staff("eyes"), errors.Forbidden), ("clinic:lab:staff", staff("eyes"),
