@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.bench import floor, mixed, polling, profiling, report, stats
+from tests.bench import commits, floor, mixed, polling, profiling, report, stats
 from tests.bench.fanout import Load, fanout_load, run_round
-from tests.bench.stage import Stage, plan_cpus
+from tests.bench.stage import Stage, plan_cpus, postmaster_pidfile, seed
 
 SYSTEMS = ("ours", "ceiling", "broadcaster")
 FULL = {"fanout": (1_000, 10_000), "rounds": 3, "connections": 15_000,
@@ -94,6 +94,22 @@ def main(argv: list[str] | None = None) -> int:
             log(f"fanout {size} notify floor: {report.brief(systems['notify_floor'])}", started)
             results["scenarios"][f"fanout_{size}"] = {"load": load.__dict__,
                                                       "systems": systems}
+        if "fanout" in only:
+            # The fan-out's burst calls, made by Postgres alone: what bounds calls a second.
+            calls = fanout_load(plan["fanout"][0], ns.quick).burst_calls
+            rounds = []
+            for _ in range(plan["rounds"]):
+                with stage.database() as dsn:
+                    stage.run(seed(dsn, calls + 10, 0))
+                    rounds.append(commits.run_commit_floor(
+                        dsn, calls=calls, pidfile=postmaster_pidfile(), cpus=cpus[0]))
+            postgres = stats.median_round(rounds, "calls_per_s")
+            log(f"commit floor: {postgres['calls_per_s']} calls/s, "
+                f"{postgres['postgres_us_per_call']} us of Postgres CPU and "
+                f"{postgres['wal_flushes_per_call']} WAL flushes a call", started)
+            results["scenarios"]["commit_floor"] = {
+                "load": {"clinics": 16, "calls_per_clinic": calls},
+                "systems": {"postgres": postgres}}
         if "connections" in only:
             load = Load(plan["connections"], 0, 0, latency_seconds=5.0 if ns.quick else 10.0)
             systems = rounds_of("connections", 1, SYSTEMS,

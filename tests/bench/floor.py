@@ -7,15 +7,13 @@ commit, as our events' `at` is."""
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-import os
 import time
 from typing import Any
 
 import asyncpg
-import uvloop
 
 from tests.bench import stats
+from tests.bench.pinned import run_pinned
 
 CHANNEL = "bench_floor"
 NOTIFY = ("SELECT pg_notify($1, $2 || ':' || "
@@ -76,28 +74,8 @@ async def _measure(dsn: str, clinics: int, rate: float, seconds: float) -> dict[
             await conn.close()
 
 
-def _child(dsn: str, clinics: int, rate: float, seconds: float, cpus: set[int] | None,
-           answer: Any) -> None:
-    if cpus:
-        os.sched_setaffinity(0, cpus)
-    answer.send(uvloop.run(_measure(dsn, clinics, rate, seconds)))
-
-
 def run_floor(dsn: str, *, clinics: int, rate: float, seconds: float,
               cpus: set[int] | None) -> dict[str, Any]:
     """One round in a child process; it is killed if it does not finish in time."""
-    ctx = multiprocessing.get_context("spawn")
-    ours, theirs = ctx.Pipe()
-    child = ctx.Process(target=_child, args=(dsn, clinics, rate, seconds, cpus, theirs),
-                        daemon=True, name="bench-floor")
-    child.start()
-    try:
-        if not ours.poll(4 * seconds + 60):
-            raise TimeoutError("the NOTIFY floor did not finish")
-        result: dict[str, Any] = ours.recv()
-        return result
-    finally:
-        child.join(timeout=5)
-        if child.is_alive():
-            child.kill()
-            child.join(timeout=5)
+    return run_pinned(_measure, dsn, clinics, rate, seconds, cpus=cpus,
+                      timeout=4 * seconds + 60, name="the NOTIFY floor")

@@ -149,7 +149,7 @@ def markdown(results: dict[str, Any]) -> str:
              "CPU s / 1k frames | KiB / conn | handshakes/s | lost | ours/peer frames/s | "
              "ours/peer p99 |", "|" + "---|" * 13]
     for name, scenario in results["scenarios"].items():
-        if name in ("commands", "polling"):
+        if name in ("commands", "polling", "commit_floor"):
             continue
         for system, r in scenario["systems"].items():
             ratio = scenario.get("ratios", {}).get(system, {})
@@ -159,6 +159,8 @@ def markdown(results: dict[str, Any]) -> str:
                 r.get("cpu_s_per_1k_frames"), r.get("rss_kib_per_conn"),
                 r.get("handshakes_per_s"), r.get("lost"), ratio.get("frames_per_s"),
                 ratio.get("p99_ms"))) + " |")
+    if "commit_floor" in results["scenarios"]:
+        lines += ["", _commit_floor(results)]
     if "polling" in results["scenarios"]:
         p = results["scenarios"]["polling"]
         lines += ["", f"Polling ({p['load']['clients']:,} phones, a call per clinic every "
@@ -188,6 +190,24 @@ def markdown(results: dict[str, Any]) -> str:
         met = {True: "yes", False: "**no**", None: "not measured"}[t["met"]]
         lines.append(f"| {t['target']} | {_cell(t['measured'])} | {met} |")
     return "\n".join(lines) + "\n"
+
+
+def _commit_floor(results: dict[str, Any]) -> str:
+    scenario = results["scenarios"]["commit_floor"]
+    floor = scenario["systems"]["postgres"]
+    bursts = []
+    for name, s in results["scenarios"].items():
+        for system, r in s["systems"].items() if name.startswith("fanout_") else ():
+            if r.get("postgres_us_per_call") is not None and r.get("burst_calls_per_s"):
+                bursts.append(f"{system} at {int(name[7:]):,} sockets {r['burst_calls_per_s']:,} "
+                              f"({r['burst_calls_per_s'] / floor['calls_per_s']:.2f} of it, "
+                              f"{r['postgres_us_per_call']:,} us)")
+    return (f"Commit floor (Postgres alone, `commits.py`): {floor['connections']} "
+            f"connections calling `mmc_call_next` in a closed loop, "
+            f"{scenario['load']['calls_per_clinic']} calls per clinic: "
+            f"{floor['calls_per_s']:,} calls/s, {floor['postgres_us_per_call']:,} us of "
+            f"Postgres CPU and {_cell(floor['wal_flushes_per_call'])} WAL flushes a call. "
+            "The fan-out bursts' calls/s (Postgres CPU a call): " + "; ".join(bursts) + ".")
 
 
 def write(results: dict[str, Any], out: Path) -> None:

@@ -172,13 +172,18 @@ class System:
 _postmaster: list[Path] = []  # the running Stage's postmaster.pid
 
 
-def postgres_cpu() -> float:
+def postmaster_pidfile() -> Path:
+    """The running Stage's postmaster.pid (for `postgres_cpu` in a child process)."""
+    return _postmaster[0]
+
+
+def postgres_cpu(pidfile: Path | None = None) -> float:
     """CPU seconds so far of the benchmark's own Postgres (its postmaster and every
     backend under it, exited ones included), not of another cluster on the machine;
-    0 when unknown."""
+    0 when unknown. `pidfile`: the Stage's, where this process has no Stage."""
     total = 0.0
     with contextlib.suppress(OSError, ValueError, IndexError, psutil.Error):
-        postmaster = psutil.Process(int(_postmaster[0].read_text().split()[0]))
+        postmaster = psutil.Process(int((pidfile or _postmaster[0]).read_text().split()[0]))
         # A backend that exits (a pool closing an idle connection) leaves its CPU in
         # the postmaster's children_* times once reaped; without them a phase in which
         # one exits would count less than nothing.
