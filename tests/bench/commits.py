@@ -3,8 +3,9 @@ One process (pinned where the server would be) calls `mmc_call_next` in a closed
 16 connections, one per clinic, as many calls per clinic as the fan-out's burst makes:
 the calls a second this Postgres commits on this machine, with its CPU and its WAL
 flushes per call. Every call's transaction NOTIFYs, and Postgres holds the commits of
-notifying transactions in one queue until each is flushed, so they cannot share a flush;
-a server's calls a second can come close to this, not pass it."""
+notifying transactions in one queue until each is flushed, so they cannot share a flush:
+the figure a server's calls a second (each fan-out round's `burst_calls_per_s`) is set
+beside."""
 
 from __future__ import annotations
 
@@ -35,10 +36,12 @@ async def _flushes(conn: asyncpg.Connection) -> int | None:
 
 async def _measure(dsn: str, calls: int, pidfile: Path) -> dict[str, Any]:
     monitor = await asyncpg.connect(dsn)
-    clinics = [r["code"] for r in await monitor.fetch(
-        "SELECT code FROM clinics WHERE is_active ORDER BY sort_order, code")]
-    callers = [await asyncpg.connect(dsn) for _ in clinics]
+    callers: list[asyncpg.Connection] = []
     try:
+        clinics = [r["code"] for r in await monitor.fetch(
+            "SELECT code FROM clinics WHERE is_active ORDER BY sort_order, code")]
+        for _ in clinics:
+            callers.append(await asyncpg.connect(dsn))
         flushes = await _flushes(monitor)
         cpu, started = postgres_cpu(pidfile), time.perf_counter()
 
@@ -48,15 +51,15 @@ async def _measure(dsn: str, calls: int, pidfile: Path) -> dict[str, Any]:
 
         await asyncio.gather(*(lane(c, k) for c, k in zip(callers, clinics, strict=True)))
         span, cpu = time.perf_counter() - started, postgres_cpu(pidfile) - cpu
-    finally:
         for conn in callers:
             await conn.close()
-    try:
         # The callers' last counts arrive as their backends exit.
         await asyncio.sleep(STATS_SECONDS)
         after = await _flushes(monitor)
     finally:
-        await monitor.close()
+        for conn in (*callers, monitor):
+            if not conn.is_closed():
+                await conn.close()
     made = calls * len(clinics)
     return {"calls": made, "connections": len(clinics), "seconds": round(span, 2),
             "calls_per_s": round(made / span),

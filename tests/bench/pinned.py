@@ -28,10 +28,14 @@ def run_pinned(measure: Measure, *args: Any, cpus: set[int] | None, timeout: flo
     child = ctx.Process(target=_child, args=(measure, args, cpus, theirs), daemon=True,
                         name=name)
     child.start()
+    theirs.close()  # the child holds its end now: when it dies, the wait ends at once
     try:
         if not ours.poll(timeout):
             raise TimeoutError(f"{name} did not finish")
-        result: dict[str, Any] = ours.recv()
+        try:
+            result: dict[str, Any] = ours.recv()
+        except EOFError:
+            raise RuntimeError(f"{name} failed (its traceback is above)") from None
         return result
     finally:
         child.join(timeout=5)
