@@ -156,8 +156,8 @@ def _measure(system: str, sut: System, fleet: Fleet, watchers: list[Spec],
             burst, outcome = _phase(fleet, "closed", load.burst_seconds, 0.0,
                                     load.burst_calls)
         end = sut.usage()
-        pg = postgres_cpu() - pg
-        result["postgres_cpu_s"] = round(pg, 2)
+        pg_used = postgres_cpu() - pg
+        result["postgres_cpu_s"] = round(pg_used, 2)
         # What nobody in the benchmark used: another job on the machine (noise).
         result["other_cpu_s"] = round(machine_busy() - busy - result["postgres_cpu_s"]
                                       - (end["cpu"] - start["cpu"])
@@ -169,7 +169,7 @@ def _measure(system: str, sut: System, fleet: Fleet, watchers: list[Spec],
             # Beside the commit floor (commits.py): what Postgres made of each call.
             result["burst_calls_per_s"] = round(outcome["calls"] / outcome["seconds"])
             if system != "ceiling":
-                result["postgres_us_per_call"] = round(pg / outcome["calls"] * 1e6)
+                result["postgres_us_per_call"] = round(pg_used / outcome["calls"] * 1e6)
         result.update(burst_calls=outcome["calls"], burst_errors=outcome["errors"],
                       burst_stalls=outcome["stalls"],
                       lost=max(result["lost"], burst["silent"] + failed),

@@ -197,7 +197,9 @@ def _commit_floor(results: dict[str, Any]) -> str:
     floor = scenario["systems"]["postgres"]
     bursts = []
     for name, s in results["scenarios"].items():
-        for system, r in s["systems"].items() if name.startswith("fanout_") else ():
+        if not name.startswith("fanout_"):
+            continue
+        for system, r in s["systems"].items():
             if r.get("postgres_us_per_call") is not None and r.get("burst_calls_per_s"):
                 bursts.append(f"{system} at {int(name[7:]):,} sockets {r['burst_calls_per_s']:,} "
                               f"({r['burst_calls_per_s'] / floor['calls_per_s']:.2f} of it, "
