@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stage.stop()
     results.update(report.header(quick=ns.quick, rounds=plan["rounds"],
-                                 seconds=time.monotonic() - started, started_at=checkout))
+                                 seconds=time.monotonic() - started, started_at=checkout,
+                                 cpus=cpus))
     report.write(results, out)
     log(f"wrote {out / 'latest.json'} and latest.md", started)
     return 0

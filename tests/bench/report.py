@@ -45,14 +45,21 @@ def commit() -> str:
         return ""
 
 
-def header(*, quick: bool, rounds: int, seconds: float, started_at: str) -> dict[str, Any]:
+def header(*, quick: bool, rounds: int, seconds: float, started_at: str,
+           cpus: tuple[set[int] | None, set[int] | None]) -> dict[str, Any]:
+    """The run's particulars; `cpus` is `stage.plan_cpus()`: the server's core and the
+    cores of everyone else (Postgres, the load, the coordinator), or None when nothing
+    was pinned (one core)."""
     ended_at = commit()
+    every = sorted(os.sched_getaffinity(0))
     return {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
             "commit": started_at if started_at == ended_at else f"{started_at} (then "
             f"{ended_at}: the checkout changed during the run)", "quick": quick,
             "rounds": rounds,
             "command": "make bench-quick" if quick else "make bench",
-            "duration_s": round(seconds), "cpus": len(os.sched_getaffinity(0))}
+            "duration_s": round(seconds),
+            "server_cores": sorted(cpus[0]) if cpus[0] else every,
+            "other_cores": sorted(cpus[1]) if cpus[1] else every}
 
 
 def brief(result: dict[str, Any]) -> str:
