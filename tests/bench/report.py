@@ -206,9 +206,10 @@ def _commit_floor(results: dict[str, Any]) -> str:
     for name, s in results["scenarios"].items():
         if not name.startswith("fanout_"):
             continue
+        sockets = int(name.removeprefix("fanout_"))
         for system, r in s["systems"].items():
             if r.get("postgres_us_per_call") is not None and r.get("burst_calls_per_s"):
-                bursts.append(f"{system} at {int(name[7:]):,} sockets {r['burst_calls_per_s']:,} "
+                bursts.append(f"{system} at {sockets:,} sockets {r['burst_calls_per_s']:,} "
                               f"({r['burst_calls_per_s'] / floor['calls_per_s']:.2f} of it, "
                               f"{r['postgres_us_per_call']:,} us)")
     return (f"Commit floor (Postgres alone, `commits.py`): {floor['connections']} "
