@@ -1,4 +1,4 @@
-"""Every operation of PROTOCOL.md as one async function `(db, principal, args)`, each
+"""Every operation of docs/protocol.md as one async function `(db, principal, args)`, each
 one transaction. Transports authenticate, parse and call `execute`; the rules live
 here and in schema/, once. Nothing here knows about sockets or the hub: the database's
 NOTIFY is the only road from a command to subscribers."""

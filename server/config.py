@@ -1,4 +1,4 @@
-"""Configuration, read only from the environment (README lists every variable)."""
+"""Configuration, read only from the environment (docs/operations.md lists every variable)."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ class Config:
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
     db_pool_min: int = 2
     # Every command commits in turn (each one NOTIFYs), so connections beyond a few
-    # only wait in Postgres, and their waiting costs CPU: see the README's benchmark.
+    # only wait in Postgres, and their waiting costs CPU: see docs/benchmark.md.
     db_pool_max: int = 5
     ws_send_queue: int = 256
     breaker_reset_seconds: int = 60

@@ -15,7 +15,7 @@ log = structlog.get_logger(__name__)
 
 
 # What the embedded server runs with beyond initdb's defaults (reloadable settings only;
-# with DATABASE_URL, the operator's Postgres should carry the same: see the README).
+# with DATABASE_URL, the operator's Postgres should carry the same: see docs/architecture.md).
 SETTINGS_FILE = "mmc.conf"
 SETTINGS = {
     # The queues and events tables grow from a handful of rows to a day's worth while

@@ -86,7 +86,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("stats-queues", "GET", "Every clinic's public numbers (no IDs)", "anyone"),
     Endpoint("events-stream", "GET",
              "Server-Sent Events of one channel; resume with Last-Event-ID",
-             "as the channel (PROTOCOL.md)",
+             "as the channel (docs/protocol.md)",
              query={"channel": {"type": "string", "maxLength": 64,
                                 "description": "clinic:<code>, clinic:<code>:staff, me, admin"},
                     "since": {"type": "integer", "minimum": 0},

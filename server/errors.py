@@ -1,5 +1,5 @@
 """The one error hierarchy: every failure a client can see, rendered the same way on
-HTTP and WebSocket (PROTOCOL.md's envelope).
+HTTP and WebSocket (docs/protocol.md's envelope).
 
     MMCError                      code            status  close
     ├── BadRequest                bad_request     400

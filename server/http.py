@@ -1,5 +1,5 @@
 """The HTTP API: thin adapters from /api/v1/<name> to server.commands, bearer tokens,
-and the error envelope of PROTOCOL.md on every error, 404 and 500 included."""
+and the error envelope of docs/protocol.md on every error, 404 and 500 included."""
 
 from __future__ import annotations
 

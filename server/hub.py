@@ -7,7 +7,7 @@ otherwise (an id burnt by a rollback, an event too large for NOTIFY, a reconnect
 keepalive) it reads the log on from the last id it dispatched: nothing is lost or
 repeated. Each frame is serialised once per (channel, event) and the same text goes to
 every subscriber; a subscriber whose queue is full is closed with 1013 (it resumes
-from its last seq). See PROTOCOL.md.
+from its last seq). See docs/protocol.md.
 """
 
 from __future__ import annotations
@@ -39,6 +39,11 @@ log = structlog.get_logger(__name__)
 
 EVENTS_CHANNEL = "mmc_events"
 QUEUES_CHANNEL = "mmc_queues"
+# Signals that are not events (a session revoked, a display asked to identify itself):
+# JSON `{"kind": ..., ...}` sent with `pg_notify('mmc_control', ...)` by any process.
+CONTROL_CHANNEL = "mmc_control"
+RECONNECTED = "reconnected"  # the kind handlers hear after a reconnect: signals were missed
+ControlHandler = Callable[[dict[str, Any]], None]
 APPLICATION_NAME = "mmc-hub"
 READ_BATCH = 500
 READ_EVENTS = (f"SELECT {views.EVENT_COLUMNS} FROM events WHERE id > $1 "
@@ -109,6 +114,12 @@ class Hub:
         self._again: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._conn: asyncpg.Connection | None = None
+        self._control: dict[str, list[ControlHandler]] = {}
+
+    def on_control(self, kind: str, handler: ControlHandler) -> None:
+        """Call `handler(payload)` for each `mmc_control` signal of `kind` (and with `{}`
+        for RECONNECTED after the LISTEN connection came back, when signals were lost)."""
+        self._control.setdefault(kind, []).append(handler)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -144,6 +155,7 @@ class Hub:
                 conn.add_termination_listener(functools.partial(self._on_lost, lost))
                 await conn.add_listener(EVENTS_CHANNEL, self._on_event)
                 await conn.add_listener(QUEUES_CHANNEL, self._on_queue)
+                await conn.add_listener(CONTROL_CHANNEL, self._on_control)
                 if self.last_id is None:
                     self.last_id = int(await conn.fetchval("SELECT mmc_head_seq()"))
                 else:
@@ -188,9 +200,25 @@ class Hub:
             self._queue_changes.add(clinic)
             self._wake.set()
 
+    def _on_control(self, conn: Any, pid: int, channel: str, payload: object) -> None:
+        try:
+            signal = orjson.loads(payload) if isinstance(payload, str) else None
+        except orjson.JSONDecodeError:
+            signal = None
+        if isinstance(signal, dict):
+            self._signal(str(signal.get("kind")), signal)
+
+    def _signal(self, kind: str, payload: dict[str, Any]) -> None:
+        for handler in self._control.get(kind, ()):
+            try:
+                handler(payload)
+            except Exception:
+                log.exception("hub.control_handler_failed", kind=kind)
+
     def _recovered(self) -> None:
         """After a reconnect: queue NOTIFYs were missed (they are not in the log), so
         every cached view is stale and every position is worth a fresh look."""
+        self._signal(RECONNECTED, {})
         self.views.cache.clear()
         for key in self._subs:
             if key.startswith("clinic:"):

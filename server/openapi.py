@@ -27,7 +27,7 @@ OK = {
     "required": ["ok", "result"],
     "properties": {"ok": {"const": True}, "result": {"type": "object"}},
 }
-# Every status an endpoint can answer with besides 200 (PROTOCOL.md's codes).
+# Every status an endpoint can answer with besides 200 (docs/protocol.md's codes).
 ERROR_STATUSES = {
     "400": "bad request", "401": "missing, invalid or expired token",
     "403": "not allowed (or wrong PIN)", "404": "not found", "409": "conflict or empty",
@@ -83,7 +83,7 @@ def document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "Medical committee queue server", "version": __version__,
                  "description": "The seed's edge functions over HTTP; the WebSocket protocol "
-                                "at /ws is described in the README."},
+                                "at /ws is described in docs/protocol.md."},
         "paths": paths,
         "components": {
             "schemas": {"Error": ERROR, "Ok": OK},

@@ -1,4 +1,4 @@
-"""The wire protocol of PROTOCOL.md, version 1: parsing client frames, building server
+"""The wire protocol of docs/protocol.md, version 1: parsing client frames, building server
 frames (each serialised once with orjson), channel names and who may subscribe."""
 
 from __future__ import annotations

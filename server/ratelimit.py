@@ -1,5 +1,5 @@
 """Rate limiting in memory: a token bucket per socket (with how long a client has been
-over it: PROTOCOL.md closes it with 1008) and per HTTP client and endpoint. Login and
+over it: docs/protocol.md closes it with 1008) and per HTTP client and endpoint. Login and
 PIN attempts are counted in Postgres instead, so they hold across processes."""
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from typing import Any
 
 import uvicorn
 
-# PROTOCOL.md: frames are at most 64 KiB.
+# docs/protocol.md: frames are at most 64 KiB.
 WS_MAX_SIZE = 64 * 1024
 WS_PING_INTERVAL = 20.0
 WS_PING_TIMEOUT = 20.0

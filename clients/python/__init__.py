@@ -1,4 +1,4 @@
-"""Python client for the queue server's WebSocket protocol (PROTOCOL.md)."""
+"""Python client for the queue server's WebSocket protocol (docs/protocol.md)."""
 
 from clients.python.client import Client, ClientError, Disconnected
 

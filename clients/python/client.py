@@ -1,4 +1,4 @@
-"""An asyncio client for the server's WebSocket protocol (PROTOCOL.md): requests
+"""An asyncio client for the server's WebSocket protocol (docs/protocol.md): requests
 correlated by id, and subscriptions that survive reconnects by resuming from the last
 seq seen on each channel, trying each of the server URLs in turn."""
 
