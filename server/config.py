@@ -26,6 +26,8 @@ ENVIRONMENT: dict[str, str] = {
     "FORWARDED_ALLOW_IPS": "proxies trusted to name the client in X-Forwarded-For "
                            "(read by uvicorn; default 127.0.0.1)",
     "BREAKER_RESET_SECONDS": "how long the database circuit breaker stays open (default 60)",
+    "PUBLIC_URL": "the address people open, printed in QR codes (default "
+                  "http://HOST:PORT); https also turns on HSTS",
 }
 
 
@@ -64,6 +66,15 @@ class Config:
     ws_send_queue: int = 256
     breaker_reset_seconds: int = 60
     http_rate_limit: int = 10
+    public_url: str | None = None
+
+    @property
+    def public_base(self) -> str:
+        """PUBLIC_URL without its trailing slash, or this server's own address."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -95,7 +106,18 @@ class Config:
             ws_send_queue=_int(env, "WS_SEND_QUEUE", 256, 8, 65536),
             breaker_reset_seconds=_int(env, "BREAKER_RESET_SECONDS", 60, 1, 3600),
             http_rate_limit=_int(env, "HTTP_RATE_LIMIT", 10, 0, 100_000),
+            public_url=check_public_url(env.get("PUBLIC_URL") or None),
         )
+
+
+def check_public_url(url: str | None) -> str | None:
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+        raise ConfigError("PUBLIC_URL must be an http:// or https:// address, "
+                          "e.g. https://queue.example.org")
+    return url
 
 
 def check_database_url(url: str) -> None:
