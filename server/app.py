@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from server import __version__, http, migrations, openapi, sse, ws
+from server import __version__, displays, http, migrations, openapi, sse, ws
 from server.breaker import CircuitBreaker, State
 from server.clock import Clock
 from server.config import Config, ConfigError
@@ -43,6 +43,7 @@ class AppState(TypedDict):
     hub: Hub
     limits: WsLimits
     http_limits: ClientLimits | None
+    presence: displays.Presence
 
 
 def create_app(config: Config | None = None, *, dsn: str | None = None,
@@ -73,6 +74,8 @@ def create_app(config: Config | None = None, *, dsn: str | None = None,
             async with db.pool.acquire() as conn:
                 version = await migrations.check_compatible(conn)
             hub = Hub(database_url, Views(db))
+            presence = displays.Presence(db)
+            hub.on_control(displays.IDENTIFY, presence.on_identify)
             await hub.start()
             background: contextlib.AbstractAsyncContextManager[Any] = (
                 Scheduler(database_url, clock=db.clock).running() if schedule
@@ -81,7 +84,7 @@ def create_app(config: Config | None = None, *, dsn: str | None = None,
                 async with background:
                     log.info("app.started", version=__version__, schema=version)
                     yield {"config": config, "db": db, "hub": hub, "limits": socket_limits,
-                           "http_limits": http_limits}
+                           "http_limits": http_limits, "presence": presence}
             finally:
                 await hub.close()
         finally:
@@ -139,6 +142,7 @@ async def metrics_endpoint(request: Request) -> Response:
         for clinic in queues["clinics"]:
             db.metrics.queue_waiting.labels(clinic=clinic["clinic"]).set(
                 clinic["total_waiting"])
+        await displays.refresh_metrics(db, db.metrics)
     return Response(db.metrics.render(), media_type=CONTENT_TYPE)
 
 

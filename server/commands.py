@@ -293,3 +293,7 @@ async def settings_set(db: Database, principal: Principal, args: Args) -> Result
 async def report_get(db: Database, principal: Principal, args: Args) -> Result:
     return await reports.fetch(db, args.text("type", max_len=16),
                                args.text("date", max_len=10))
+
+
+# Operations defined in modules of their own register themselves on import.
+from server import displays as _displays  # noqa: E402, F401

@@ -49,6 +49,15 @@ class Metrics:
             buckets=LAG_BUCKETS, registry=r)
         self.queue_waiting = Gauge(
             "queue_waiting", "Patients waiting per clinic today", ["clinic"], registry=r)
+        self.displays_connected = Gauge(
+            "displays_connected", "Waiting-room displays connected (to any process)",
+            registry=r)
+        self.display_last_seen = Gauge(
+            "display_last_seen_seconds", "Seconds since each display's last hello",
+            ["display", "id"], registry=r)
+        self.announcements = Counter(
+            "announcements_total", "Spoken calls served, by whether the cache had them",
+            ["cache"], registry=r)
         self.commands = Counter(
             "commands_total", "Commands run", ["op", "outcome"], registry=r)
         self.set_breaker_state(State.CLOSED)

@@ -18,6 +18,7 @@ from server import auth, commands, errors, protocol, wire
 from server.args import Args
 from server.auth import ANONYMOUS, Principal
 from server.db import Database
+from server.displays import Presence
 from server.hub import Hub
 from server.outbox import Outbox
 from server.protocol import CloseCode
@@ -46,7 +47,7 @@ async def endpoint(websocket: WebSocket) -> None:
     await websocket.accept(
         subprotocol=protocol.SUBPROTOCOL if protocol.SUBPROTOCOL in offered else None)
     connection = Connection(websocket, websocket.state.db, websocket.state.hub,
-                            websocket.state.limits)
+                            websocket.state.limits, presence=websocket.state.presence)
     metrics = connection.db.metrics
     metrics.ws_connections.inc()
     try:
@@ -59,7 +60,8 @@ async def endpoint(websocket: WebSocket) -> None:
 
 
 class Connection:
-    def __init__(self, websocket: WebSocket, db: Database, hub: Hub, limits: WsLimits) -> None:
+    def __init__(self, websocket: WebSocket, db: Database, hub: Hub, limits: WsLimits,
+                 *, presence: Presence | None = None) -> None:
         self.websocket = websocket
         self.db = db
         self.hub = hub
@@ -69,6 +71,8 @@ class Connection:
                              direct=websocket.scope.get("extensions", {}).get(wire.EXTENSION))
         self.bucket = TokenBucket(limits.rate, limits.burst)
         self.subscriptions: dict[str, AsyncExitStack] = {}
+        self.presence = presence
+        self.display_id: str | None = None  # set by display.hello (server/displays.py)
 
     async def run(self) -> None:
         """Read in this task; a closing outbox interrupts the read. A writer task runs
@@ -98,6 +102,8 @@ class Connection:
             for stack in self.subscriptions.values():
                 await stack.aclose()
             self.subscriptions.clear()
+            if self.display_id is not None and self.presence is not None:
+                await self.presence.detach(self.display_id, self.outbox)
             self.outbox.close(CloseCode.NORMAL)
             if self.outbox.close_code == CloseCode.TRY_AGAIN_LATER:
                 log.info("ws.closed_slow")
@@ -197,7 +203,17 @@ class Connection:
         result = await commands.execute(self.db, self.principal, request.op, request.args)
         if request.op in commands.LOGIN_OPERATIONS:
             await self._become(commands.principal_from_login(result))
+        elif request.op == "display.hello" and self.presence is not None:
+            self._hold_display(result["display_id"])
         return result
+
+    def _hold_display(self, display_id: str) -> None:
+        """This socket is that display now: IDENTIFY signals for it come here."""
+        assert self.presence is not None
+        if self.display_id is not None and self.display_id != display_id:
+            self.presence.forget(self.display_id, self.outbox)
+        self.display_id = display_id
+        self.presence.attach(display_id, self.outbox)
 
     async def _become(self, principal: Principal) -> None:
         """A new identity keeps only the public channels: the others were granted to

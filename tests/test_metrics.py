@@ -48,6 +48,9 @@ async def test_metrics_expose_the_alert_names_and_realtime_series(dsn, clock):
         await api.get("route-get")  # 401
         peer = await Peer.open(api.live.ws_url)
         await peer.call("subscribe", {"channel": "clinic:eyes"})
+        await peer.call("display.hello", {"name": "Floor 2 hall", "clinics": ["eyes"],
+                                          "sound": True, "voice": "server",
+                                          "last_announced": None})
         token = await api.login_patient("55000001")
         await api.post("queue-enter", {"clinic": "eyes"}, token)
         await peer.wait_for(lambda frames: any(f.get("type") == "event" for f in frames))
@@ -62,6 +65,7 @@ async def test_metrics_expose_the_alert_names_and_realtime_series(dsn, clock):
     assert re.search(r'ws_frames_sent_total\{kind="event"\} [1-9]', text)
     assert re.search(r"hub_events_total [1-9]", text)
     assert "hub_listening 1.0" in text
+    assert "displays_connected 1.0" in text
     assert re.search(r"event_delivery_lag_seconds_count [1-9]", text)
     assert 'queue_waiting{clinic="eyes"} 1.0' in text
     assert 'commands_total{op="queue.enter",outcome="ok"} 1.0' in text
