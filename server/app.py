@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from server import __version__, displays, http, migrations, openapi, sse, ws
+from server import __version__, displays, http, migrations, openapi, qr, speech, sse, ws
 from server.breaker import CircuitBreaker, State
 from server.clock import Clock
 from server.config import Config, ConfigError
@@ -29,6 +29,7 @@ from server.metrics import CONTENT_TYPE, Metrics
 from server.middleware import RequestContext
 from server.ratelimit import ClientLimits
 from server.scheduler import Scheduler
+from server.speech import Speech
 from server.views import Views
 from server.ws import WsLimits
 
@@ -44,6 +45,7 @@ class AppState(TypedDict):
     limits: WsLimits
     http_limits: ClientLimits | None
     presence: displays.Presence
+    speech: Speech
 
 
 def create_app(config: Config | None = None, *, dsn: str | None = None,
@@ -84,7 +86,8 @@ def create_app(config: Config | None = None, *, dsn: str | None = None,
                 async with background:
                     log.info("app.started", version=__version__, schema=version)
                     yield {"config": config, "db": db, "hub": hub, "limits": socket_limits,
-                           "http_limits": http_limits, "presence": presence}
+                           "http_limits": http_limits, "presence": presence,
+                           "speech": Speech.from_path(metrics)}
             finally:
                 await hub.close()
         finally:
@@ -98,7 +101,8 @@ def create_app(config: Config | None = None, *, dsn: str | None = None,
             Route("/metrics", metrics_endpoint),
             Route("/api/v1/openapi.json", openapi_endpoint),
             WebSocketRoute("/ws", ws.endpoint),
-            *http.routes({"events-stream": sse.events_stream}),
+            *http.routes({"events-stream": sse.events_stream, "announce": speech.announce}),
+            Route("/qr.svg", http.guarded("qr", qr.qr_svg)),
         ],
         middleware=[
             Middleware(RequestContext, metrics=metrics),

@@ -68,6 +68,9 @@ def _success(endpoint: Endpoint) -> dict[str, Any]:
     if endpoint.name == "events-stream":
         return {"description": "a stream of Server-Sent Events",
                 "content": {"text/event-stream": {"schema": {"type": "string"}}}}
+    if endpoint.name == "announce":
+        return {"description": "the spoken call",
+                "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}}
     content: dict[str, Any] = {"application/json": {"schema": {"$ref":
                                                                "#/components/schemas/Ok"}}}
     if endpoint.name.startswith("reports-"):

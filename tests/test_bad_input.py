@@ -41,9 +41,13 @@ VALID: dict[str, dict[str, Any]] = {
     "admin.settings.set": {"key": "max_postpones", "value": 4},
     "report.get": {"type": "daily", "date": "2026-03-01"},
     "ping": {},
+    "display.hello": {"name": "Floor 2 hall", "clinics": ["eyes"], "sound": True,
+                      "voice": "server", "last_announced": 5},
+    "admin.displays": {},
+    "admin.display.identify": {"display_id": "00000000-0000-4000-8000-000000000000"},
 }
 FREE_TEXT = {"password"}
-OPTIONAL = {("queue.status", "clinic"), ("pin.current", "clinic"), ("pin.rotate", "clinic"),
+OPTIONAL = {("queue.status", "clinic"), ("display.hello", "last_announced"), ("pin.current", "clinic"), ("pin.rotate", "clinic"),
             *((f"queue.{a}", "number") for a in ("recall", "start", "done", "skip", "no_show"))}
 # Values that must be refused for a field, beyond wrong types.
 BAD_VALUES: dict[str, list[Any]] = {
@@ -59,7 +63,16 @@ BAD_VALUES: dict[str, list[Any]] = {
     "value": ["4", None, -1, [4], {"v": 4}, HUGE],
     "type": ["hourly", "", SQL, HUGE],
     "date": ["2026-13-01", "yesterday", "", SQL, HUGE],
+    "name": ["", "   ", "a\u202eb", "\x00", HUGE],
+    "clinics": [[], ["nope"], ["eyes", "eyes"], [SQL], ["eyes"] * 7, "eyes", 7, True, {},
+                [None], [["eyes"]]],
+    "sound": ["true", 1, 0, 3.5, [], {}, SQL],
+    "voice": ["robot", "", SQL, HUGE],
+    "last_announced": [-1, 2**63, "5", "²", 3.5, True, [], {}],
+    "display_id": ["nope", "", "²", SQL, HUGE],
 }
+# Fields for which some of WRONG_TYPES are valid: their bad values are all listed above.
+OWN_WRONG_TYPES = {"value", "clinics", "sound", "last_announced"}
 
 
 def cases() -> list[tuple[str, Any]]:
@@ -72,7 +85,7 @@ def cases() -> list[tuple[str, Any]]:
             if (op, field) not in OPTIONAL:
                 out.append((op, {k: v for k, v in valid.items() if k != field}))
             values = list(BAD_VALUES[field])
-            if field not in FREE_TEXT and field not in ("value",):
+            if field not in FREE_TEXT and field not in OWN_WRONG_TYPES:
                 values += WRONG_TYPES
             elif field in FREE_TEXT:
                 values += [7, [], {}, True]
