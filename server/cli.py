@@ -1,9 +1,10 @@
-"""The command line: python -m server {serve,migrate,admin,pins,report,version}."""
+"""The command line: python -m server {serve,migrate,admin,pins,report,version,demo}."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gc
 import signal
 import sys
@@ -54,6 +55,8 @@ def cmd_serve(config: Config, ns: argparse.Namespace) -> int:
 
     host = ns.host or config.host
     port = config.port if ns.port is None else ns.port
+    # The QR codes' default address (no PUBLIC_URL) is where this server really listens.
+    config = dataclasses.replace(config, host=host, port=port)
     with database(config) as dsn:
         async def prepare(conn: asyncpg.Connection) -> str | None:
             await migrations.migrate(conn)
@@ -138,6 +141,18 @@ def cmd_report(config: Config, ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(config: Config, ns: argparse.Namespace) -> int:
+    from server import demo
+
+    if not 0.1 <= ns.speed <= 1000:
+        raise ConfigError("--speed must be between 0.1 and 1000")
+    options = demo.Options(speed=ns.speed, duration=ns.duration, seed=ns.seed)
+    return demo.run(config, options, database_url=ns.database_url,
+                    host=ns.host or config.host,
+                    port=config.port if ns.port is None else ns.port,
+                    announce=lambda line: print(line, flush=True))
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m server", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -174,6 +189,19 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--date", required=True, help="a day of the period, YYYY-MM-DD")
     report.add_argument("--csv", action="store_true", help="CSV instead of JSON")
     report.set_defaults(run=cmd_report)
+
+    demo = sub.add_parser("demo", help="serve, and play a committee morning against it "
+                                       "(made-up examinees and staff) so every screen moves")
+    demo.add_argument("--host", help="override HOST")
+    demo.add_argument("--port", type=int, help="override PORT (0 picks a free port)")
+    demo.add_argument("--speed", type=float, default=10.0,
+                      help="times faster than real time (default 10; 1 is real time)")
+    demo.add_argument("--duration", type=float, help="stop after this many seconds "
+                                                    "(default: run until Ctrl-C)")
+    demo.add_argument("--seed", type=int, help="random seed, to replay the same morning")
+    demo.add_argument("--database-url", help="play it on this Postgres instead of the "
+                                             "embedded one (DATABASE_URL is never used)")
+    demo.set_defaults(run=cmd_demo)
     return p
 
 
