@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from server import __version__, displays, http, migrations, openapi, qr, speech, sse, ws
+from server import __version__, displays, http, migrations, openapi, pages, qr, speech, sse, ws
 from server.breaker import CircuitBreaker, State
 from server.clock import Clock
 from server.config import Config, ConfigError
@@ -102,6 +102,7 @@ def create_app(config: Config | None = None, *, dsn: str | None = None,
             Route("/api/v1/openapi.json", openapi_endpoint),
             WebSocketRoute("/ws", ws.endpoint),
             *http.routes({"events-stream": sse.events_stream, "announce": speech.announce}),
+            *pages.routes(),
             Route("/qr.svg", http.guarded("qr", qr.qr_svg)),
         ],
         middleware=[

@@ -1,0 +1,374 @@
+// The patient's phone: log in, choose the exam, then follow the route live on `me`
+// (card, checklist, call banners, PIN, the way back after a no-show, completion).
+
+import { Announcer, phoneChime } from "./audio.js";
+import { ConnectionBadge } from "./connection.js";
+import { activeEntry, renderCard, renderRoute, station } from "./route-view.js";
+import { RequestError, Socket } from "./socket.js";
+import { bindLangSwitch, clinicName, floorName, onLangChange, setLang, t } from "./strings.js";
+
+const TOKEN_KEY = "mmc.patient.token";
+const ID_KEY = "mmc.patient.id";
+const EXAM_TYPES = ["recruitment", "promotion", "transfer", "referral", "contract", "courses",
+  "aviation", "cooks"];
+const ID_DIGITS = /^[0-9\u0660-\u0669\u06F0-\u06F9]{2,12}$/;
+const PIN_DIGITS = /^[0-9\u0660-\u0669\u06F0-\u06F9]{2}$/;
+const REFRESH_DELAY_MS = 60;
+
+// What tests read: the notices this page reacted to, in order.
+const probe = (window.mmcProbe = { notices: [], ready: false });
+
+const state = {
+  token: read(TOKEN_KEY),
+  patientId: read(ID_KEY),
+  loaded: false,      // the first me snapshot (or route.get) has arrived
+  route: null,
+  near: null,         // {clinic, number, ahead} from NEAR_TURN while it still applies
+  lost: null,         // {kind: noshow | cancelled, clinic} after losing a place
+  info: null,         // {key, vars} a passing message (skipped, advanced)
+};
+const announcer = new Announcer();
+let socket = null;
+
+function read(key) {
+  try { return localStorage.getItem(key); } catch { return null; }
+}
+
+function write(key, value) {
+  try {
+    if (value === null) localStorage.removeItem(key);
+    else localStorage.setItem(key, value);
+  } catch { /* private mode: the page still works until closed */ }
+}
+
+function byId(id) {
+  return document.getElementById(id);
+}
+
+function show(screen) {
+  for (const id of ["screen-login", "screen-exam", "screen-route", "screen-done"]) {
+    byId(id).hidden = id !== screen;
+  }
+  document.body.dataset.screen = screen.replace("screen-", "");
+}
+
+function message(error) {
+  const code = error instanceof RequestError ? error.code : "internal";
+  if (code === "offline" || code === "timeout") return t("error.offline");
+  if (code === "unavailable") return t("error.unavailable");
+  if (code === "rate_limited") return t("error.rate");
+  if (code === "unauthorized") return t("error.session");
+  return t("error.generic");
+}
+
+// --- drawing -------------------------------------------------------------------------
+
+function render() {
+  byId("logout").hidden = !state.token;
+  byId("signed-in").textContent = state.token && state.patientId
+    ? t("patient.signedIn", { id: state.patientId }) : "";
+  if (!state.token) {
+    show("screen-login");
+    renderBanners(null);
+    return;
+  }
+  if (!state.loaded) return;  // keep what is shown until the server has answered
+  const route = state.route;
+  if (!route) {
+    show("screen-exam");
+    renderBanners(null);
+    return;
+  }
+  if (route.status === "completed") {
+    show("screen-done");
+    renderBanners(null);
+    return;
+  }
+  show("screen-route");
+  renderCard(route);
+  renderRoute(route);
+  const entry = activeEntry(route);
+  const called = entry && entry.status !== "WAITING";
+  byId("pin").hidden = !(called && entry.requires_pin);
+  byId("no-pin").hidden = !(called && !entry.requires_pin);
+  const missed = !entry && route.status === "active";
+  byId("missed").hidden = !missed;
+  if (missed) {
+    const lost = state.lost || {};
+    const key = lost.kind === "cancelled" ? "cancelled.banner" : "noshow.banner";
+    const where = station(route, lost.clinic);
+    byId("missed-text").textContent = where ? t(key, { clinic: clinicName(where) }) : t("card.noEntry");
+  }
+  renderBanners(entry);
+}
+
+function renderBanners(entry) {
+  const turn = byId("turn");
+  const calledNow = entry && entry.status === "CALLED";
+  if (calledNow) {
+    turn.textContent = t("turn.banner", { clinic: clinicName(entry), floor: floorName(entry.floor),
+      number: entry.number });
+    document.title = t("turn.title", { clinic: clinicName(entry) });
+  } else {
+    document.title = t("patient.title");
+  }
+  turn.hidden = !calledNow;
+  const notice = byId("notice");
+  let text = "";
+  if (entry && entry.status === "WAITING" && state.near && state.near.clinic === entry.clinic
+      && state.near.number === entry.number) {
+    text = t("near.banner", { ahead: entry.ahead ?? state.near.ahead, clinic: clinicName(entry) });
+  } else if (entry && state.info) {
+    text = t(state.info.key, state.info.vars);
+  }
+  notice.textContent = text;
+  notice.hidden = !text;
+}
+
+// --- the server's frames -------------------------------------------------------------
+
+function onMe(frame) {
+  if (frame.type === "snapshot") {
+    state.route = frame.state ? frame.state.route : null;
+    state.loaded = true;
+    render();
+  } else if (frame.type === "event") {
+    onEvent(frame.event, frame.data || {});
+  } else if (frame.type === "notice") {
+    onNotice(frame.notice, frame.data || {});
+  }
+}
+
+function onEvent(event, data) {
+  const route = state.route;
+  const current = route && route.current;
+  const mine = current && current.clinic === data.clinic && current.number === data.number;
+  if (["COMPLETED", "NO_SHOW", "CANCELLED"].includes(event) && mine) {
+    // That number is no longer active: never keep showing it, even for a moment.
+    route.current = null;
+  }
+  if (event === "NO_SHOW") state.lost = { kind: "noshow", clinic: data.clinic };
+  if (event === "CANCELLED") state.lost = { kind: "cancelled", clinic: data.clinic };
+  if (event === "SKIPPED" && mine) {
+    const where = station(route, data.clinic);
+    state.info = { key: "skipped.banner", vars: { clinic: clinicName(where || data) } };
+    state.near = null;
+  }
+  if (event === "ROUTE_ADVANCED") {
+    const where = station(route, data.clinic) || data;
+    state.info = { key: "advanced.banner",
+      vars: { clinic: clinicName(where), floor: floorName(data.floor ?? where.floor) } };
+    state.lost = null;
+    state.near = null;
+  }
+  if (event === "CALLED" && mine) current.status = "CALLED";
+  render();
+  refreshSoon();
+}
+
+function onNotice(notice, data) {
+  probe.notices.push({ notice, clinic: data.clinic, number: data.number });
+  const entry = activeEntry(state.route);
+  const mine = entry && entry.clinic === data.clinic && entry.number === data.number;
+  if (notice === "POSITION" && mine) {
+    Object.assign(entry, { ahead: data.ahead, position: data.position, eta_minutes: data.eta_minutes });
+  } else if (notice === "NEAR_TURN") {
+    state.near = { clinic: data.clinic, number: data.number, ahead: data.ahead };
+    alertPerson([200]);
+  } else if (notice === "YOUR_TURN") {
+    if (mine) entry.status = "CALLED";
+    state.near = null;
+    state.info = null;
+    alertPerson([400, 150, 400, 150, 400]);
+    refreshSoon();
+  }
+  render();
+}
+
+/** A phone in a pocket: a chime and a vibration where the browser allows them. */
+function alertPerson(pattern) {
+  phoneChime(announcer);
+  const active = navigator.userActivation ? navigator.userActivation.hasBeenActive : false;
+  if (active && typeof navigator.vibrate === "function") navigator.vibrate(pattern);
+}
+
+let refreshTimer = null;
+function refreshSoon() {
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(refresh, REFRESH_DELAY_MS);
+}
+
+/** The route as the server has it now (the truth after any event). */
+async function refresh() {
+  if (!socket.online || !state.token) return;
+  try {
+    state.route = await socket.request("route.get");
+  } catch (error) {
+    if (error.code === "not_found") state.route = null;
+    else return;
+  }
+  state.loaded = true;
+  if (activeEntry(state.route)) state.lost = null;
+  render();
+}
+
+// --- sessions ------------------------------------------------------------------------
+
+async function onConnect(sock) {
+  if (!state.token) return;
+  try {
+    await sock.request("auth", { token: state.token });
+  } catch (error) {
+    if (error.code === "unauthorized" || error.code === "forbidden") {
+      endSession(t("error.session"));
+      return;
+    }
+    throw error;
+  }
+}
+
+function endSession(reason) {
+  state.token = null;
+  state.route = null;
+  state.loaded = false;
+  state.lost = state.info = state.near = null;
+  write(TOKEN_KEY, null);
+  write(ID_KEY, null);
+  socket.channels.delete("me");
+  render();
+  byId("login-error").textContent = reason || "";
+}
+
+async function login(event) {
+  event.preventDefault();
+  const error = byId("login-error");
+  const id = byId("patient-id").value.trim();
+  const gender = new FormData(byId("login-form")).get("gender");
+  if (!ID_DIGITS.test(id)) {
+    error.textContent = t("login.badId");
+    return;
+  }
+  if (!gender) {
+    error.textContent = t("login.noGender");
+    return;
+  }
+  error.textContent = "";
+  try {
+    const result = await socket.request("patient.login", { patient_id: id, gender });
+    state.token = result.token;
+    state.patientId = result.patient.patient_id;
+    write(TOKEN_KEY, state.token);
+    write(ID_KEY, state.patientId);
+    state.loaded = false;
+    socket.subscribe("me", onMe);
+    render();
+  } catch (failure) {
+    error.textContent = failure.code === "bad_request" ? t("login.badId") : message(failure);
+  }
+}
+
+async function chooseExam(event) {
+  event.preventDefault();
+  const error = byId("exam-error");
+  const examType = new FormData(byId("exam-form")).get("exam_type");
+  if (!examType) {
+    error.textContent = t("exam.none");
+    return;
+  }
+  error.textContent = "";
+  try {
+    state.route = await socket.request("route.create", { exam_type: examType });
+    state.loaded = true;
+    render();
+  } catch (failure) {
+    error.textContent = message(failure);
+  }
+}
+
+async function submitPin(event) {
+  event.preventDefault();
+  const error = byId("pin-error");
+  const input = byId("pin-input");
+  const entry = activeEntry(state.route);
+  const pin = input.value.trim();
+  if (!PIN_DIGITS.test(pin)) {
+    error.textContent = t("pin.bad");
+    return;
+  }
+  if (!entry) return;
+  error.textContent = "";
+  try {
+    await socket.request("pin.submit", { clinic: entry.clinic, pin });
+    input.value = "";
+    await refresh();
+  } catch (failure) {
+    if (failure.code === "wrong_pin") error.textContent = t("pin.wrong");
+    else if (failure.code === "locked") {
+      error.textContent = t("pin.locked", { minutes: Math.max(1, Math.ceil((failure.retryAfter || 60) / 60)) });
+    } else if (failure.code === "bad_request") error.textContent = t("pin.bad");
+    else error.textContent = message(failure);
+  }
+}
+
+async function rejoin() {
+  const error = byId("missed-error");
+  error.textContent = "";
+  try {
+    state.route = await socket.request("path.choose");
+    state.lost = null;
+    render();
+  } catch (failure) {
+    error.textContent = failure.code === "conflict" ? t("error.finished") : message(failure);
+  }
+}
+
+async function logout() {
+  const token = state.token;
+  endSession("");
+  try {
+    await fetch("/api/v1/logout", { method: "POST", headers: { Authorization: `Bearer ${token}` } });
+  } catch { /* the session expires by itself */ }
+  // A fresh socket: the old one still carries the patient's identity.
+  socket.stop();
+  socket.start();
+}
+
+function buildExamChoices() {
+  const list = byId("exam-list");
+  for (const code of EXAM_TYPES) {
+    const label = document.createElement("label");
+    label.className = "choice";
+    const input = document.createElement("input");
+    input.type = "radio";
+    input.name = "exam_type";
+    input.value = code;
+    const text = document.createElement("span");
+    text.dataset.i18n = `exam.${code}`;
+    text.textContent = t(`exam.${code}`);
+    label.append(input, text);
+    list.append(label);
+  }
+}
+
+function start() {
+  setLang();
+  buildExamChoices();
+  bindLangSwitch(byId("lang"));
+  onLangChange(render);
+  socket = new Socket({ onConnect });
+  if (state.token) socket.subscribe("me", onMe);
+  const badge = new ConnectionBadge(byId("connection"), document.body);
+  socket.onState((s) => badge.update(s));
+  socket.start();
+  byId("login-form").addEventListener("submit", login);
+  byId("exam-form").addEventListener("submit", chooseExam);
+  byId("pin-form").addEventListener("submit", submitPin);
+  byId("rejoin").addEventListener("click", rejoin);
+  byId("logout").addEventListener("click", logout);
+  // Sound needs a tap first; the first tap anywhere unlocks it for the calls to come.
+  document.addEventListener("pointerdown", () => announcer.unlock(), { once: true });
+  render();
+  probe.ready = true;
+}
+
+start();

@@ -1,0 +1,178 @@
+"""What the browser tests share: Debian's Chromium driven by Playwright (skipped plainly
+when absent, unless MMC_REQUIRE_BROWSER=1), pages that record console errors and failed
+requests, axe-core runs, screenshots in tests/artifacts/, and the app served on a port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.app import create_app
+from server.clock import Clock
+from server.config import Config
+from server.runner import Server, uvicorn_config
+from tests.harness import MS, LiveServer, serve
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+AXE = Path(__file__).resolve().parent / "node_modules" / "axe-core" / "axe.min.js"
+REQUIRED = os.environ.get("MMC_REQUIRE_BROWSER") == "1"
+WAIT_MS = max(1000, int(5_000_000 * MS))   # Playwright's waits, in milliseconds
+PHONE = {"width": 360, "height": 800}
+WALL = {"width": 1920, "height": 1080}
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
+
+
+def missing(what: str) -> None:
+    """Skip a test that needs `what`, or fail it where the environment demands it (CI)."""
+    message = f"{what} is not installed; this browser test needs it"
+    if REQUIRED:
+        pytest.fail(message + " (MMC_REQUIRE_BROWSER=1)")
+    pytest.skip(message)
+
+
+def chromium_path() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+@dataclass
+class Watched:
+    """A page and what went wrong on it: console errors, failed requests, error responses."""
+
+    page: Any
+    name: str
+    errors: list[str] = field(default_factory=list)
+    expected_statuses: set[tuple[str, int]] = field(default_factory=set)
+
+    def attach(self) -> None:
+        self.page.on("console", self._console)
+        self.page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
+        self.page.on("requestfailed", self._failed)
+        self.page.on("response", self._response)
+
+    def _console(self, message: Any) -> None:
+        if message.type == "error":
+            self.errors.append(f"console: {message.text}")
+
+    def _failed(self, request: Any) -> None:
+        failure = request.failure or ""
+        # A page torn down by reload or a closed server aborts what it had in flight.
+        if "ERR_ABORTED" in failure or "ERR_CONNECTION_REFUSED" in failure:
+            return
+        self.errors.append(f"request failed: {request.url} {failure}")
+
+    def _response(self, response: Any) -> None:
+        if response.status >= 400:
+            path = response.url.split("://", 1)[-1].split("/", 1)[-1].split("?", 1)[0]
+            if ("/" + path, response.status) not in self.expected_statuses:
+                self.errors.append(f"HTTP {response.status}: {response.url}")
+
+    def assert_clean(self) -> None:
+        assert self.errors == [], f"{self.name}: {self.errors}"
+
+    async def shot(self, state: str) -> Path:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / f"{self.name}-{state}.png"
+        await self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+    async def wait(self, js: str, arg: Any = None) -> Any:
+        return await self.page.wait_for_function(js, arg=arg, timeout=WAIT_MS)
+
+
+async def axe_violations(page: Any, context: Any) -> list[dict[str, Any]]:
+    """Serious and critical axe-core violations on the page as it stands."""
+    await page.add_script_tag(path=str(AXE))
+    result = await page.evaluate(
+        """async () => {
+             const r = await axe.run(document, {resultTypes: ["violations"]});
+             return r.violations.filter(v => v.impact === "serious" || v.impact === "critical")
+               .map(v => ({id: v.id, impact: v.impact, help: v.help,
+                           nodes: v.nodes.map(n => n.target.join(" ")).slice(0, 5)}));
+           }""")
+    assert isinstance(result, list)
+    return result
+
+
+@contextlib.asynccontextmanager
+async def chromium() -> AsyncIterator[Any]:
+    """A Chromium browser, or a skip (a failure under MMC_REQUIRE_BROWSER=1)."""
+    path = chromium_path()
+    if path is None:
+        missing("Chromium")
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        missing("Playwright for Python")
+    async with async_playwright() as driver:
+        browser = await driver.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def open_page(browser: Any, url: str, name: str, *, viewport: dict[str, int],
+                    lang: str | None = None, bypass_csp: bool = False,
+                    expected: set[tuple[str, int]] | None = None) -> Watched:
+    context = await browser.new_context(viewport=viewport, bypass_csp=bypass_csp,
+                                        service_workers="block")
+    if lang:
+        await context.add_init_script(f"localStorage.setItem('mmc.lang', '{lang}')")
+    page = await context.new_page()
+    watched = Watched(page, name, expected_statuses=expected or set())
+    watched.attach()
+    await page.goto(url)
+    await watched.wait("() => window.mmcProbe && window.mmcProbe.ready")
+    return watched
+
+
+@contextlib.asynccontextmanager
+async def site(dsn: str, clock: Clock | None, port: int = 0) -> AsyncIterator[LiveServer]:
+    """The app on 127.0.0.1 (a fixed port when given, so that it can come back there)."""
+    app = create_app(Config(database_url=dsn, db_pool_min=1, db_pool_max=10), clock=clock)
+    if port == 0:
+        async with serve(app) as live:
+            yield live
+        return
+    server = Server(uvicorn_config(app, host="127.0.0.1", port=port))
+    # The test process owns its signals, as in tests/harness.py.
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    async with asyncio.timeout(30):
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("server did not start")
+            await asyncio.sleep(10 * MS)
+    try:
+        yield LiveServer(server, task)
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def eventually(check: Callable[[], Any], within: float = 10.0) -> Any:
+    """Poll `check` (sync or async) until it returns something truthy."""
+    async with asyncio.timeout(within):
+        while True:
+            value = check()
+            if asyncio.iscoroutine(value):
+                value = await value
+            if value:
+                return value
+            await asyncio.sleep(50 * MS)
