@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint check-python clean bench bench-quick
+.PHONY: run demo test lint check-python clean bench bench-quick
 
 $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory check-python
@@ -18,6 +18,11 @@ check-python:
 
 run: $(STAMP)
 	LOG_FORMAT=$${LOG_FORMAT:-console} $(BIN)/python -m server serve
+
+# A committee morning played against the server so every screen moves (SPEED=1 is
+# real time); made-up examinees land in the embedded Postgres of DATA_DIR.
+demo: $(STAMP)
+	LOG_FORMAT=$${LOG_FORMAT:-console} $(BIN)/python -m server demo --speed $${SPEED:-10}
 
 lint: $(STAMP)
 	$(BIN)/ruff check server clients tests
