@@ -90,8 +90,8 @@ class Watched:
         await self.page.screenshot(path=str(path), full_page=True)
         return path
 
-    async def wait(self, js: str, arg: Any = None) -> Any:
-        return await self.page.wait_for_function(js, arg=arg, timeout=WAIT_MS)
+    async def wait(self, js: str, arg: Any = None, *, within_ms: int = WAIT_MS) -> Any:
+        return await self.page.wait_for_function(js, arg=arg, timeout=within_ms)
 
 
 async def axe_violations(page: Any, context: Any) -> list[dict[str, Any]]:

@@ -98,6 +98,7 @@ export class ClinicCard {
       this.number.classList.add("empty");
     }
     const earlier = s ? s.called.slice(1) : [];
+    this.recentList.parentElement.hidden = !earlier.length;
     this.recentList.replaceChildren(...earlier.map((n) => {
       const item = el("li");
       item.textContent = String(n);

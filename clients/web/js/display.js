@@ -5,7 +5,7 @@ import { Announcer } from "./audio.js";
 import { ClinicCard } from "./clinic-card.js";
 import { ConnectionBadge } from "./connection.js";
 import { Socket } from "./socket.js";
-import { applyStrings, setLang, t } from "./strings.js";
+import { applyStrings, clockTime, setLang, t } from "./strings.js";
 
 const MAX_CLINICS = 6;
 const CLINIC_CODE = /^[a-z][a-z0-9_]{0,31}$/;
@@ -156,7 +156,7 @@ function start() {
   }
   layout();
   const clock = byId("clock");
-  const tick = () => { clock.textContent = new Date().toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit" }); };
+  const tick = () => { clock.textContent = clockTime(new Date(), { seconds: false }); };
   tick();
   setInterval(tick, 1000);
 

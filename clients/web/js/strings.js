@@ -87,8 +87,9 @@ export function bindLangSwitch(button) {
   label();
 }
 
-/** A time of day in the page's language, with Latin digits as the wall and forms use. */
-export function clockTime(date) {
-  const locale = current === "ar" ? "ar-QA-u-nu-latn" : "en-GB";
-  return date.toLocaleTimeString(locale, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+/** A time of day, 24-hour with Latin digits, as the wall clock and forms show it. */
+export function clockTime(date, { seconds = true } = {}) {
+  const parts = [date.getHours(), date.getMinutes()];
+  if (seconds) parts.push(date.getSeconds());
+  return parts.map((n) => String(n).padStart(2, "0")).join(":");
 }
