@@ -85,8 +85,9 @@ def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Medical committee queue server", "version": __version__,
-                 "description": "The seed's edge functions over HTTP; the WebSocket protocol "
-                                "at /ws is described in docs/protocol.md."},
+                 "description": "The queue server's commands over HTTP, the same ones the "
+                                "WebSocket at /ws carries (docs/protocol.md): JSON bodies, "
+                                "bearer tokens, one error envelope."},
         "paths": paths,
         "components": {
             "schemas": {"Error": ERROR, "Ok": OK},
