@@ -5,6 +5,7 @@ import { t } from "./strings.js";
 
 const CHIME_NOTES = [[659.25, 0], [523.25, 0.35]];   // E5 then C5: a two-tone "ding-dong"
 const GAP_MS = 250;
+const SERVER_VOICE_RETRY_MS = 10 * 60 * 1000;
 
 export class Announcer {
   constructor() {
@@ -13,8 +14,10 @@ export class Announcer {
     this.playing = false;
     this.voice = "none";        // what the last call used: server | browser | none
     this.serverVoice = true;    // until the server says it has none (503)
+    this.askServerAgainAt = 0;
     this.listeners = new Set();
     this.cache = new Map();     // url -> AudioBuffer
+    this.played = [];           // {clinic, number, voices: [ar, en]} of the calls played
   }
 
   /** Create (or resume) the audio context; true when sound can play now. With Chromium's
@@ -67,10 +70,13 @@ export class Announcer {
   async play(call) {
     if (!this.unlocked) return;
     await this.chime();
+    const voices = [];
     for (const code of ["ar", "en"]) {
       await sleep(GAP_MS);
-      await this.speak(call, code);
+      voices.push(await this.speak(call, code));
     }
+    this.played.push({ clinic: call.clinic, number: call.number, voices });
+    if (this.played.length > 100) this.played.shift();
     this.changed();
   }
 
@@ -92,16 +98,17 @@ export class Announcer {
     return sleep(1000);
   }
 
+  /** Say the call in `code`; returns the voice that said it (server, browser or none). */
   async speak(call, code) {
+    if (!this.serverVoice && Date.now() >= this.askServerAgainAt) this.serverVoice = true;
     if (this.serverVoice && (await this.speakFromServer(call, code))) {
       this.voice = "server";
-      return;
-    }
-    if (await this.speakInBrowser(call, code)) {
+    } else if (await this.speakInBrowser(call, code)) {
       this.voice = "browser";
-      return;
+    } else {
+      this.voice = "none";
     }
-    if (!this.serverVoice) this.voice = "none";
+    return this.voice;
   }
 
   async speakFromServer(call, code) {
@@ -115,9 +122,11 @@ export class Announcer {
       } catch {
         return false;
       }
-      if (response.status === 503 || response.status === 404) {
-        // No espeak-ng on this server (or no such endpoint yet): stop asking.
+      if (response.status === 503) {
+        // No espeak-ng on this server: use the browser's voice, and ask again later
+        // (the server may be upgraded or restarted with it).
         this.serverVoice = false;
+        this.askServerAgainAt = Date.now() + SERVER_VOICE_RETRY_MS;
         return false;
       }
       if (!response.ok) return false;

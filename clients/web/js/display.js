@@ -16,7 +16,7 @@ const ANNOUNCED_KEY = "mmc.display.announced";
 const DISPLAY_ID_KEY = "mmc.display.id";
 
 // What tests and the benchmark read: every call this page announced, in order.
-const probe = (window.mmcProbe = { announced: [], ready: false });
+const probe = (window.mmcProbe = { announced: [], played: null, ready: false });
 
 const params = new URLSearchParams(location.search);
 const codes = [...new Set((params.get("clinics") || "").split(",")
@@ -35,6 +35,7 @@ const storage = {
 const announced = storage.get(ANNOUNCED_KEY, {});   // clinic -> highest seq announced
 const cards = new Map(codes.map((code) => [code, new ClinicCard(code)]));
 const announcer = new Announcer();
+probe.played = announcer.played;
 let socket = null;
 
 function byId(id) {
@@ -104,8 +105,9 @@ async function hello(sock) {
     const result = await sock.request("display.hello", helloArgs());
     if (result && result.display_id !== undefined) storage.set(DISPLAY_ID_KEY, result.display_id);
   } catch (error) {
-    // A forgotten id is refused: introduce ourselves afresh once.
-    if (error.code === "not_found" && storage.get(DISPLAY_ID_KEY, null) !== null) {
+    // An id the server refuses (forgotten, or not one): introduce ourselves afresh, once.
+    if ((error.code === "not_found" || error.code === "bad_request")
+        && storage.get(DISPLAY_ID_KEY, null) !== null) {
       storage.set(DISPLAY_ID_KEY, null);
       await hello(sock);
     }

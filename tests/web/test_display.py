@@ -1,0 +1,127 @@
+"""The waiting-room display on its own: it introduces itself (and keeps its id across a
+reload), flashes its name when the admin asks, speaks with the server's voice, asks for
+a tap before sound, and notices a dead link without the server closing it."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from server.clock import ManualClock
+from tests.realtime import Peer
+from tests.web.browser import (
+    AXE,
+    WALL,
+    Watched,
+    axe_violations,
+    chromium,
+    eventually,
+    missing,
+    open_page,
+    site,
+)
+from tests.web.scenes import Staff, announced
+
+SHOWS = ("([clinic, n]) => document.querySelector(`[data-clinic=${clinic}] .number`)"
+         ".textContent === String(n)")
+
+
+async def displays(staff: Staff) -> list[dict[str, Any]]:
+    result = (await staff.peer.call("admin.displays"))["displays"]
+    assert isinstance(result, list)
+    return result
+
+
+async def test_a_display_reports_its_presence_and_flashes_its_name(
+        browser: Any, dsn: str, clock: ManualClock) -> None:
+    """display.hello with name, clinics, sound and voice; the same id after a reload."""
+    async with site(dsn, clock) as live:
+        staff = await Staff.open(live, dsn)
+        url = f"{live.http_url}/display?clinics=eyes,ent&name=Hall%20C"
+        display = await open_page(browser, url, "presence-display", viewport=WALL)
+        seen = await eventually(lambda: _named(staff, "Hall C"))
+        assert seen["clinics"] == ["eyes", "ent"]
+        assert seen["sound"] is True
+        assert seen["voice"] in ("server", "browser", "none")
+        await display.page.reload()
+        await display.wait("() => window.mmcProbe && window.mmcProbe.ready")
+        await display.wait("() => document.getElementById('connection').hidden")
+        # The reload said hello with the id it kept: still one display, not two.
+        await eventually(lambda: _named(staff, "Hall C"))
+        assert len(await displays(staff)) == 1
+
+        await staff.peer.call("admin.display.identify", {"display_id": seen["display_id"]})
+        await display.wait("() => !document.getElementById('identify').hidden")
+        assert await display.page.text_content("#identify-name") == "Hall C"
+        await display.shot("identify")
+        display.assert_clean()
+        await staff.close()
+
+
+async def _named(staff: Staff, name: str) -> dict[str, Any] | None:
+    for row in await displays(staff):
+        if row.get("name") == name and row.get("connected"):
+            return row
+    return None
+
+
+async def test_a_call_is_spoken_by_the_server_in_both_languages(
+        browser: Any, dsn: str, clock: ManualClock) -> None:
+    """The chime, then the server's WAV in Arabic and English (espeak-ng)."""
+    if shutil.which("espeak-ng") is None:
+        missing("espeak-ng")
+    async with site(dsn, clock) as live:
+        staff = await Staff.open(live, dsn)
+        display = await open_page(browser, f"{live.http_url}/display?clinics=lab&name=Lab",
+                                  "voice-display", viewport=WALL)
+        fetched: list[str] = []
+        display.page.on("response", lambda r: fetched.append(r.url)
+                        if "/api/v1/announce" in r.url and r.status == 200 else None)
+        patient = await Peer.open(live.ws_url)
+        await patient.call("patient.login", {"patient_id": "777", "gender": "male"})
+        await patient.call("route.create", {"exam_type": "cooks"})
+        await staff.call("lab")
+        await display.wait(SHOWS, ["lab", 1])
+        # The chime and two spoken sentences take a few seconds of real time.
+        await display.wait("() => window.mmcProbe.played.length === 1", within_ms=30000)
+        played = await display.page.evaluate("window.mmcProbe.played")
+        assert played == [{"clinic": "lab", "number": 1, "voices": ["server", "server"]}]
+        assert sorted(u.rsplit("lang=", 1)[-1] for u in fetched) == ["ar", "en"]
+        assert len(await announced(display)) == 1
+        display.assert_clean()
+        await patient.close()
+        await staff.close()
+
+
+async def test_sound_waits_for_a_tap_where_the_browser_blocks_it(
+        dsn: str, clock: ManualClock) -> None:
+    """Without the kiosk's autoplay flag the overlay asks for a tap; the tap unlocks."""
+    async with site(dsn, clock) as live, chromium(autoplay=False) as plain:
+        display = await open_page(plain, f"{live.http_url}/display?clinics=lab&name=Lab",
+                                  "tap-display", viewport=WALL, bypass_csp=True)
+        await display.wait("() => !document.getElementById('sound-overlay').hidden")
+        await display.shot("tap-for-sound")
+        if AXE.is_file():
+            assert await axe_violations(display.page, None) == []
+        await display.page.click("#sound-overlay")
+        await display.wait("() => document.getElementById('sound-overlay').hidden")
+        display.assert_clean()
+
+
+async def test_a_dead_link_shows_offline_and_recovers(
+        browser: Any, dsn: str, clock: ManualClock) -> None:
+    """The heartbeat notices a link that went silent; the display greys and comes back."""
+    async with site(dsn, clock) as live:
+        display: Watched = await open_page(
+            browser, f"{live.http_url}/display?clinics=lab&name=Lab", "dead-link-display",
+            viewport=WALL)
+        await display.wait("() => document.getElementById('connection').hidden")
+        await display.page.context.set_offline(True)
+        await display.wait("() => !document.getElementById('connection').hidden"
+                           " && document.body.classList.contains('stale')")
+        await display.page.context.set_offline(False)
+        await display.wait("() => document.getElementById('connection').hidden"
+                           " && !document.body.classList.contains('stale')", within_ms=30000)
+        display.errors = [e for e in display.errors if "ERR_INTERNET_DISCONNECTED" not in e
+                          and "WebSocket" not in e]
+        display.assert_clean()
