@@ -156,8 +156,9 @@ function onEvent(event, data) {
   }
   if (event === "ROUTE_ADVANCED") {
     const where = station(route, data.clinic) || data;
-    state.info = { key: "advanced.banner",
-      vars: { clinic: clinicName(where), floor: floorName(data.floor ?? where.floor) } };
+    // The route's first clinic is on the card already; "next" is said after a station.
+    state.info = data.from ? { key: "advanced.banner",
+      vars: { clinic: clinicName(where), floor: floorName(data.floor ?? where.floor) } } : null;
     state.lost = null;
     state.near = null;
   }

@@ -1,0 +1,108 @@
+"""The patient's phone beyond the happy path: the turn drawing near, a postponed turn,
+a PIN lockout said with its minutes, and text at 200% without loss."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.clock import ManualClock
+from tests.realtime import Peer
+from tests.web.browser import PHONE, open_page, site
+from tests.web.scenes import Staff, card, login
+
+NOTICE = "() => document.getElementById('notice').textContent"
+
+
+async def test_near_turn_postponement_and_lockout_are_said_plainly(
+        browser: Any, dsn: str, clock: ManualClock) -> None:
+    """NEAR_TURN banner, SKIPPED back in the queue, YOUR_TURN title, PIN locked for minutes."""
+    async with site(dsn, clock) as live:
+        staff = await Staff.open(live, dsn)
+        others = []
+        for n in range(4):
+            other = await Peer.open(live.ws_url)
+            await other.call("patient.login", {"patient_id": f"90{n}", "gender": "male"})
+            await other.call("route.create", {"exam_type": "cooks"})
+            others.append(other)
+        phone = await open_page(browser, live.http_url + "/", "en-phone-journey",
+                                viewport=PHONE, lang="en")
+        await login(phone, "4711", "male", "cooks")
+        assert (await card(phone))["number"] == "5"
+        assert await phone.page.evaluate(NOTICE) == ""
+
+        await staff.call("lab")   # number 1: four ahead becomes three (lab serves two at once)
+        await staff.call("lab")
+        await phone.wait("() => document.getElementById('notice').textContent.includes('near')")
+        await phone.shot("near-turn")
+
+        await staff.act("skip", "lab", 5)
+        await phone.wait("() => document.getElementById('notice').textContent"
+                         ".includes('postponed')")
+        assert (await card(phone))["number"] == "5"
+        await phone.shot("skipped")
+
+        for number in (1, 2):
+            await staff.act("done", "lab", number)
+        called = None
+        while called != 5:
+            called = (await staff.call("lab"))["number"]
+            if called != 5:
+                await staff.act("done", "lab", called)
+        await phone.wait("() => !document.getElementById('turn').hidden")
+        assert "Laboratory" in await phone.page.title()
+        await staff.act("done", "lab", 5)
+        await phone.wait("() => document.querySelector('.station.state-current')?.dataset.clinic"
+                         " !== 'lab' && document.getElementById('card-number').textContent !== ''")
+        # "Next: <clinic>", or already "near" there when the others went first.
+        shown = await card(phone)
+        assert shown["clinic"] and shown["clinic"] in await phone.page.evaluate(NOTICE)
+        clinic, mine = str(shown["current"]), int(shown["number"])
+        while (called := (await staff.call(clinic))["number"]) != mine:
+            await staff.act("done", clinic, called)
+        await phone.wait("() => !document.getElementById('pin').hidden")
+        wrong = f"{(int(await staff.pin(clinic)) + 1) % 100:02d}"
+        for _ in range(6):
+            await phone.page.fill("#pin-input", wrong)
+            await phone.page.click("#pin-form button[type=submit]")
+            await phone.wait("() => document.getElementById('pin-error').textContent !== ''")
+            text = await phone.page.text_content("#pin-error")
+            if text and "minutes" in text:
+                break
+            await phone.page.evaluate("document.getElementById('pin-error').textContent = ''")
+        assert await phone.page.text_content("#pin-error") == (
+            "Too many wrong tries. Try again in 10 minutes.")
+        await phone.shot("locked")
+        phone.assert_clean()
+        for other in others:
+            await other.close()
+        await staff.close()
+
+
+async def test_text_at_twice_the_size_keeps_every_state_readable(
+        browser: Any, dsn: str, clock: ManualClock) -> None:
+    """At 200% text the phone pages need no sideways scrolling."""
+    async with site(dsn, clock) as live:
+        staff = await Staff.open(live, dsn)
+        for lang in ("ar", "en"):
+            phone = await open_page(browser, live.http_url + "/", f"{lang}-phone-200",
+                                    viewport=PHONE, lang=lang)
+            await phone.page.evaluate("document.documentElement.style.fontSize = '200%'")
+            await phone.shot("login")
+            assert await _fits(phone.page)
+            await login(phone, "6060" if lang == "ar" else "6061", "female", "aviation")
+            await phone.shot("waiting")
+            assert await _fits(phone.page)
+            phone.assert_clean()
+        await staff.close()
+
+
+async def _fits(page: Any) -> bool:
+    wide = await page.evaluate(
+        """() => [...document.querySelectorAll('body *')].filter(e => {
+                const r = e.getBoundingClientRect();
+                return r.width > 0 && (r.left < -1 || r.right > innerWidth + 1
+                                       || e.scrollWidth > e.clientWidth + 1);
+              }).map(e => e.id || e.className || e.tagName)""")
+    assert wide == []
+    return bool(await page.evaluate(
+        "document.documentElement.scrollWidth <= document.documentElement.clientWidth"))
