@@ -122,7 +122,8 @@ class Morning:
             exam, gender = combos[n - 1] if n <= len(combos) else (
                 self.rng.choice(EXAM_TYPES), "female" if self.rng.random() < 0.35 else "male")
             self.spawn(self.examinee(self.patient_id(n), gender, exam), f"examinee {n}")
-            rate = arrivals_per_hour(self.sim_minutes())
+            # A crowd waits at the door when the committee opens; then the day's rate.
+            rate = 180.0 if n < len(combos) else arrivals_per_hour(self.sim_minutes())
             await asyncio.sleep(self.rng.expovariate(rate / 3600) / self.options.speed)
 
     async def report(self) -> None:
@@ -300,8 +301,10 @@ def urls(base: str, morning: Morning, paths: set[str]) -> list[str]:
     if "/display" in paths:
         lines.append(f"  waiting-room display  {base}/display?clinics={','.join(DISPLAY_CLINICS)}")
     if "/" in paths:
-        lines.append(f"  patient phone         {base}/   log in with ID "
-                     f"{morning.patient_id(1)}, male: the first examinee of the morning")
+        lines.append(f"  patient phone         {base}/   log in with an ID of your own (2-12 "
+                     "digits) and an exam type: the demo's staff serve you with everyone else;")
+        lines.append(f"                        or with ID {morning.patient_id(1)}, male, to "
+                     "follow the morning's first examinee")
     if "/clinic" in paths:
         desk = next(d for d in morning.desks if d.clinic == "eyes")
         lines.append(f"  clinic console        {base}/clinic   {desk.username} / {desk.password}")

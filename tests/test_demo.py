@@ -20,13 +20,13 @@ async def test_a_short_demo_calls_serves_and_completes_routes(dsn: str, tmp_path
     env.update(DATA_DIR=str(tmp_path), LOG_FORMAT="json", LOG_LEVEL="warning")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "server", "demo", "--database-url", dsn, "--port", "0",
-        "--speed", "300", "--duration", "45", "--seed", "7",
+        "--speed", "300", "--duration", "30", "--seed", "7",
         cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), timeout=180)
     assert proc.returncode == 0, err.decode()[-2000:]
     printed = out.decode()
     assert re.search(r"http://127\.0\.0\.1:\d+/display\?clinics=\w+", printed), printed
-    followed = re.search(r"log in with ID (\d+), male", printed)
+    followed = re.search(r"with ID (\d+), male", printed)
     assert followed, printed
 
     conn = await asyncpg.connect(dsn)
