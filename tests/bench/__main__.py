@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.bench import commits, floor, mixed, polling, profiling, report, stats
+from tests.bench import browser, commits, floor, mixed, polling, profiling, report, stats
 from tests.bench.fanout import Load, fanout_load, run_round
 from tests.bench.stage import Stage, plan_cpus, postmaster_pidfile, seed
 
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, one round (CI)")
     parser.add_argument("--only", help="comma-separated scenarios: fanout,connections,"
-                                       "commands,polling")
+                                       "commands,polling,browser")
     parser.add_argument("--profile", type=Path, help="py-spy each system's measured phases "
                         "into this folder (slows the server a little: not for the table)")
     parser.add_argument("--out", type=Path, help="default: results/ (quick: results/quick/, so "
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = QUICK if ns.quick else FULL
     out = ns.out or (RESULTS / "quick" if ns.quick else RESULTS)
     only = set(ns.only.split(",")) if ns.only else {"fanout", "connections", "commands",
-                                                    "polling"}
+                                                    "polling", "browser"}
     cpus = plan_cpus()
     # A SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the finally blocks stop
     # the system under test (its own session), the load processes and Postgres.
@@ -131,6 +131,15 @@ def main(argv: list[str] | None = None) -> int:
                 "load": {"clients": n, "seconds": seconds, "rate": POLLING_RATE,
                          "period": polling.PERIOD},
                 "systems": {"ours": ours, "polling": peer}}
+        if "browser" in only:
+            # The same 100 calls and four displays in the quick run as in the full one.
+            outcome = browser.run_browser(stage, cpus=cpus, log=logs)
+            log(f"browser, call to display DOM: {report.brief(outcome)}, first load "
+                f"patient {outcome.get('patient_page_kib')} KiB, display "
+                f"{outcome.get('display_page_kib')} KiB {outcome.get('skipped', '')}", started)
+            results["scenarios"]["browser"] = {
+                "load": {"displays": browser.DISPLAYS, "calls": browser.CALLS},
+                "systems": {"ours": outcome}}
     finally:
         stage.stop()
     results.update(report.header(quick=ns.quick, rounds=plan["rounds"],
