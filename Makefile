@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run demo test lint check-python clean bench bench-quick
+.PHONY: run demo test lint web-deps check-python clean bench bench-quick
 
 $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory check-python
@@ -28,8 +28,19 @@ lint: $(STAMP)
 	$(BIN)/ruff check server clients tests
 	$(BIN)/mypy
 
-test: lint
+test: lint web-deps
 	$(BIN)/python -m pytest
+
+# The browser tests' axe-core (tests/web/package.json, pinned by its lock file). Without
+# npm it is not installed and the tests that need it say so and skip (CI requires it).
+WEB_STAMP := tests/web/node_modules/.installed-stamp
+
+web-deps: $(WEB_STAMP)
+
+$(WEB_STAMP): tests/web/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix tests/web --no-audit --no-fund --silent && touch $(WEB_STAMP); \
+	else echo "npm not found: the browser tests that need axe-core will skip"; fi
 
 # The benchmark (tests/bench, issue 6): its peers and load generator live in the
 # optional `bench` group, installed on first use; results in tests/bench/results/.
