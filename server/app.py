@@ -19,16 +19,31 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from server import __version__, displays, http, migrations, openapi, pages, qr, speech, sse, ws
+from server import (
+    __version__,
+    displays,
+    errors,
+    http,
+    migrations,
+    openapi,
+    pages,
+    qr,
+    speech,
+    sse,
+    ws,
+)
 from server.breaker import CircuitBreaker, State
 from server.clock import Clock
 from server.config import Config, ConfigError
 from server.db import Database
+from server.headers import SecurityHeaders
 from server.hub import Hub
 from server.metrics import CONTENT_TYPE, Metrics
 from server.middleware import RequestContext
 from server.ratelimit import ClientLimits
 from server.scheduler import Scheduler
+from server.scrape import ScrapeCache
+from server.sessions import SessionRegistry
 from server.speech import Speech
 from server.views import Views
 from server.ws import WsLimits
@@ -45,6 +60,8 @@ class AppState(TypedDict):
     limits: WsLimits
     http_limits: ClientLimits | None
     presence: displays.Presence
+    sessions: SessionRegistry
+    scrape: ScrapeCache
     speech: Speech
 
 
@@ -78,6 +95,8 @@ def create_app(config: Config | None = None, *, dsn: str | None = None,
             hub = Hub(database_url, Views(db))
             presence = displays.Presence(db)
             hub.on_control(displays.IDENTIFY, presence.on_identify)
+            sessions = SessionRegistry(db)
+            sessions.attach(hub)
             await hub.start()
             background: contextlib.AbstractAsyncContextManager[Any] = (
                 Scheduler(database_url, clock=db.clock).running() if schedule
@@ -87,9 +106,11 @@ def create_app(config: Config | None = None, *, dsn: str | None = None,
                     log.info("app.started", version=__version__, schema=version)
                     yield {"config": config, "db": db, "hub": hub, "limits": socket_limits,
                            "http_limits": http_limits, "presence": presence,
+                           "sessions": sessions, "scrape": ScrapeCache(config.metrics_token),
                            "speech": Speech.from_path(metrics)}
             finally:
                 await hub.close()
+                await sessions.close()
         finally:
             await db.close()
             log.info("app.stopped")
@@ -106,6 +127,7 @@ def create_app(config: Config | None = None, *, dsn: str | None = None,
             Route("/qr.svg", http.guarded("qr", qr.qr_svg)),
         ],
         middleware=[
+            Middleware(SecurityHeaders, hsts=config.public_base.startswith("https://")),
             Middleware(RequestContext, metrics=metrics),
             Middleware(CORSMiddleware, allow_origins=list(config.cors_origins),
                        allow_methods=["GET", "POST"],
@@ -140,14 +162,22 @@ async def metrics_endpoint(request: Request) -> Response:
     """Prometheus text; the per-clinic waiting gauge is refreshed at scrape time, but
     only while the breaker is closed: a scrape must not count as a trial call."""
     db: Database = request.state.db
+    scrape: ScrapeCache = request.state.scrape
+    if not scrape.allows(request.headers.get("authorization")):
+        return http.error_response(errors.Unauthorized("metrics need METRICS_TOKEN"))
     if db.breaker.state is not State.CLOSED:
         return Response(db.metrics.render(), media_type=CONTENT_TYPE)
-    with contextlib.suppress(Exception):
-        queues = await db.call("SELECT mmc_stats_queues($1)", db.now())
-        for clinic in queues["clinics"]:
-            db.metrics.queue_waiting.labels(clinic=clinic["clinic"]).set(
-                clinic["total_waiting"])
-        await displays.refresh_metrics(db, db.metrics)
+
+    async def refresh() -> None:
+        with contextlib.suppress(Exception):
+            queues = await db.call("SELECT mmc_stats_queues($1)", db.now())
+            for clinic in queues["clinics"]:
+                db.metrics.queue_waiting.labels(clinic=clinic["clinic"]).set(
+                    clinic["total_waiting"])
+            await displays.refresh_metrics(db, db.metrics)
+
+    # Scrapes within a few seconds share one refresh of the database-fed gauges.
+    await scrape.refresh(refresh)
     return Response(db.metrics.render(), media_type=CONTENT_TYPE)
 
 

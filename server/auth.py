@@ -16,13 +16,16 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from server import errors
 from server.db import Conn, Database
 
-Role = Literal["anonymous", "patient", "staff", "admin"]
+Role = Literal["anonymous", "patient", "staff", "admin", "reception"]
 
 SESSION_LIFETIME: dict[str, timedelta] = {
     "patient": timedelta(hours=24),
     "staff": timedelta(hours=12),
     "admin": timedelta(hours=12),
+    "reception": timedelta(hours=12),
 }
+# A stream ticket (stream.ticket) is good for one events-stream request this soon.
+TICKET_LIFETIME = timedelta(seconds=30)
 
 _hasher = PasswordHasher()
 # Verified against when the username is unknown, so both paths cost the same.
@@ -67,13 +70,46 @@ async def create_session(conn: Conn, principal: Principal,
 async def resolve(conn: Conn, token: str, now: datetime) -> Principal:
     if not token or len(token) > 256:
         raise errors.Unauthorized("invalid or expired token")
+    return await resolve_hash(conn, token_hash(token), now)
+
+
+async def resolve_hash(conn: Conn, hashed: bytes, now: datetime) -> Principal:
+    """The session stored under `hashed`; an account's session holds only while the
+    account is active (schema/013 also ends it when the account is disabled)."""
     row = await conn.fetchrow(
-        """SELECT role, subject, clinic_code FROM sessions
-            WHERE token_hash = $1 AND expires_at > $2""",
-        token_hash(token), now)
+        """SELECT s.role, s.subject, s.clinic_code FROM sessions s
+            WHERE s.token_hash = $1 AND s.expires_at > $2
+              AND (s.role = 'patient' OR NOT EXISTS (
+                   SELECT 1 FROM admins a WHERE a.username = s.subject AND NOT a.is_active))""",
+        hashed, now)
     if row is None:
         raise errors.Unauthorized("invalid or expired token")
     return Principal(row["role"], row["subject"], row["clinic_code"])
+
+
+async def issue_ticket(conn: Conn, session_hash: bytes, channel: str, now: datetime) -> str:
+    """A single-use ticket standing for the session stored under `session_hash`, on
+    one channel."""
+    await conn.execute("DELETE FROM stream_tickets WHERE expires_at <= $1", now)
+    ticket = secrets.token_urlsafe(24)
+    await conn.execute(
+        """INSERT INTO stream_tickets (ticket_hash, session_hash, channel, expires_at)
+           VALUES ($1, $2, $3, $4)""",
+        token_hash(ticket), session_hash, channel, now + TICKET_LIFETIME)
+    return ticket
+
+
+async def redeem_ticket(conn: Conn, ticket: str, now: datetime) -> tuple[Principal, bytes, str]:
+    """Spend a ticket: (the principal, its session's token hash, the channel)."""
+    if not ticket or len(ticket) > 64:
+        raise errors.Unauthorized("invalid or expired ticket")
+    row = await conn.fetchrow(
+        """DELETE FROM stream_tickets WHERE ticket_hash = $1
+           RETURNING session_hash, channel, expires_at""", token_hash(ticket))
+    if row is None or row["expires_at"] <= now:
+        raise errors.Unauthorized("invalid or expired ticket")
+    principal = await resolve_hash(conn, row["session_hash"], now)
+    return principal, row["session_hash"], row["channel"]
 
 
 async def authenticate(db: Database, token: str) -> Principal:
@@ -91,6 +127,22 @@ async def hash_password(password: str) -> str:
     return await asyncio.to_thread(_hasher.hash, password)
 
 
+# At most this many argon2 verifications run at once per process: a login flood then
+# waits its turn instead of taking every core from the commands of signed-in staff.
+VERIFY_SLOTS = 2
+_slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+
+def _verify_slots() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    slots = _slots.get(loop)
+    if slots is None:
+        for old in [k for k in _slots if k.is_closed()]:
+            del _slots[old]
+        slots = _slots[loop] = asyncio.Semaphore(VERIFY_SLOTS)
+    return slots
+
+
 async def verify_password(stored_hash: str | None, password: str) -> bool:
     def check() -> bool:
         try:
@@ -98,4 +150,5 @@ async def verify_password(stored_hash: str | None, password: str) -> bool:
         except (VerificationError, InvalidHashError):
             return False
 
-    return await asyncio.to_thread(check)
+    async with _verify_slots():
+        return await asyncio.to_thread(check)

@@ -65,8 +65,12 @@ def cmd_serve(config: Config, ns: argparse.Namespace) -> int:
 
         generated = with_connection(dsn, prepare)
         if generated:
-            print(f"First admin account '{config.admin_username}' created. "
-                  f"Password (shown once): {generated}", flush=True)
+            # Never printed: a log stream is shipped and kept. An owner-only file is not.
+            where = accounts.write_first_password(config.data_dir, config.admin_username,
+                                                  generated)
+            print(f"First admin account '{config.admin_username}' created. Its password "
+                  f"is in {where} (readable only by this user); log in, change it, and "
+                  "delete the file.", flush=True)
         app = create_app(config, dsn=dsn)
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal
         # into the previous handler; a no-op one lets us stop the embedded Postgres.

@@ -6,10 +6,11 @@ NOTIFY is the only road from a command to subscribers."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from server import accounts, auth, errors, reports, settings
+from server import accounts, auth, errors, protocol, reports, settings
 from server.args import EXAM_TYPE, PIN, Args, normalise_patient_id
 from server.auth import Principal
 from server.db import Database
@@ -17,11 +18,28 @@ from server.db import Database
 Result = dict[str, Any]
 Handler = Callable[[Database, Principal, Args], Awaitable[Result]]
 
-ANYONE = frozenset({"anonymous", "patient", "staff", "admin"})
+ANYONE = frozenset({"anonymous", "patient", "staff", "admin", "reception"})
 PATIENT = frozenset({"patient"})
 STAFF = frozenset({"staff", "admin"})
 ADMIN = frozenset({"admin"})
+RECEPTION = frozenset({"reception", "admin"})
 EVERYONE_SIGNED_IN = frozenset({"patient", "staff", "admin"})
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Where a command came from: the client's address (login failures are counted per
+    account and address) and the hash of the session token it acts with, if any."""
+
+    address: str = "unknown"
+    token_hash: bytes | None = None
+
+
+_caller: ContextVar[Caller | None] = ContextVar("caller", default=None)
+
+
+def caller() -> Caller:
+    return _caller.get() or Caller()
 
 
 @dataclass(frozen=True)
@@ -34,10 +52,12 @@ class Operation:
 OPERATIONS: dict[str, Operation] = {}
 LOGIN_OPERATIONS = frozenset({"patient.login", "staff.login", "admin.login"})
 
-# Login attempts per account in a fixed window, counted in Postgres so the limit
-# holds across every server process: (limit, window seconds).
+# Failed logins of one account from one address in a fixed window, counted in Postgres
+# so the limit holds across every server process: (limit, window seconds). Only
+# failures count, and a success clears them; each address also has a ceiling across
+# all accounts (the `login_address_limit` setting), so nobody can lock another out.
 LOGIN_LIMIT = (10, 300)
-PATIENT_LOGIN_LIMIT = (20, 300)
+PATIENT_LOGIN_LIMIT = (10, 300)
 
 
 def operation(name: str, roles: frozenset[str]) -> Callable[[Handler], Handler]:
@@ -48,12 +68,15 @@ def operation(name: str, roles: frozenset[str]) -> Callable[[Handler], Handler]:
     return register
 
 
-async def execute(db: Database, principal: Principal, op: str, raw_args: Any) -> Result:
-    """Authorise and run one operation; raises errors.MMCError."""
+async def execute(db: Database, principal: Principal, op: str, raw_args: Any, *,
+                  client: str = "unknown", token: bytes | None = None) -> Result:
+    """Authorise and run one operation; raises errors.MMCError. `client` is the
+    caller's address, `token` the hash of the session token it acts with."""
     found = OPERATIONS.get(op)
     if found is None:
         raise errors.BadRequest("unknown op")
     outcome = "ok"
+    reset = _caller.set(Caller(client, token))
     try:
         if principal.role not in found.roles:
             raise errors.Unauthorized() if principal.is_anonymous else errors.Forbidden()
@@ -62,6 +85,7 @@ async def execute(db: Database, principal: Principal, op: str, raw_args: Any) ->
         outcome = exc.code
         raise
     finally:
+        _caller.reset(reset)
         db.metrics.commands.labels(op=op, outcome=outcome).inc()
 
 
@@ -99,28 +123,79 @@ async def count_attempt(db: Database, client: str, endpoint: str,
         raise errors.RateLimited("too many attempts; try again later", retry_after=retry_after)
 
 
+class LoginGate:
+    """Failed logins of one account (or patient ID) from the caller's address."""
+
+    def __init__(self, db: Database, account: str, limit: tuple[int, int]) -> None:
+        address = caller().address
+        self.db = db
+        self.key = f"{account}@{address}"
+        self.address = f"address:{address}"
+        self.limit = limit
+
+    async def check(self) -> None:
+        retry_after = await self.db.call("SELECT mmc_login_gate($1, $2, $3, $4, $5)",
+                                         self.key, self.address, self.limit[0],
+                                         self.limit[1], self.db.now())
+        if retry_after:
+            raise errors.RateLimited("too many failed attempts; try again later",
+                                     retry_after=retry_after)
+
+    async def failed(self) -> None:
+        await self.db.call("SELECT mmc_login_failed($1, $2, $3, $4)", self.key,
+                           self.address, self.limit[1], self.db.now())
+
+    async def succeeded(self) -> None:
+        await self.db.call("SELECT mmc_login_succeeded($1)", self.key)
+
+
+async def registration_mode(db: Database) -> str:
+    mode = await db.call("SELECT value #>> '{}' FROM settings WHERE key = 'patient_registration'")
+    return "registered" if mode == "registered" else "open"
+
+
 @operation("patient.login", ANYONE)
 async def patient_login(db: Database, principal: Principal, args: Args) -> Result:
     patient_id, gender = args.patient_id(), args.gender()
-    await count_attempt(db, f"patient:{patient_id}", "patient.login", PATIENT_LOGIN_LIMIT)
+    code = args.optional_text("login_code", max_len=32)
+    gate = LoginGate(db, f"patient:{patient_id}", PATIENT_LOGIN_LIMIT)
+    await gate.check()
+    registered = await registration_mode(db) == "registered"
     now = db.now()
-    async with db.transaction() as conn:
-        patient = await conn.fetchval("SELECT mmc_patient_login($1, $2, $3)",
-                                      patient_id, gender, now)
-        token = await auth.create_session(conn, Principal("patient", patient_id), now)
+    try:
+        async with db.transaction() as conn:
+            if code is not None or registered:
+                # With a code (or when only registered examinees may log in) a wrong ID,
+                # a wrong gender and a wrong code all get the same answer.
+                code_hash = accounts.login_code_hash(code) if code is not None else None
+                if code_hash is None:
+                    raise errors.Unauthorized(accounts.CODE_MISMATCH)
+                patient = await conn.fetchval("SELECT mmc_patient_login_code($1, $2, $3, $4)",
+                                              patient_id, gender, code_hash, now)
+            else:
+                patient = await conn.fetchval("SELECT mmc_patient_login($1, $2, $3)",
+                                              patient_id, gender, now)
+            token = await auth.create_session(conn, Principal("patient", patient_id), now)
+    except errors.Unauthorized:
+        await gate.failed()
+        raise
+    await gate.succeeded()
     return {"token": token, "patient": patient}
 
 
 async def _account_login(db: Database, args: Args, *, admin_only: bool) -> Result:
     username, password = args.username(), args.password()
-    await count_attempt(db, f"account:{username}", "login", LOGIN_LIMIT)
+    gate = LoginGate(db, f"account:{username}", LOGIN_LIMIT)
+    await gate.check()
     async with db.transaction() as conn:
         row = await conn.fetchrow(
             """SELECT username, password_hash, role, clinic_code FROM admins
                 WHERE username = $1 AND is_active""", username)
     valid = await auth.verify_password(row["password_hash"] if row else None, password)
     if row is None or not valid:
+        await gate.failed()
         raise errors.Unauthorized("wrong username or password")
+    await gate.succeeded()
     if admin_only and row["role"] != "admin":
         raise errors.Forbidden("not an admin account")
     principal = Principal(row["role"], row["username"], row["clinic_code"])
@@ -258,9 +333,74 @@ async def stats_dashboard(db: Database, principal: Principal, args: Args) -> Res
 
 @operation("admin.staff.create", ADMIN)
 async def staff_create(db: Database, principal: Principal, args: Args) -> Result:
-    username, password, clinic = args.username(), args.password(min_len=8), args.clinic()
+    role = args.optional_text("role", max_len=16) or "staff"
+    if role not in ("staff", "reception"):
+        raise errors.BadRequest("role must be staff or reception")
+    username = args.username()
+    password = args.password(min_len=accounts.MIN_PASSWORD)
     async with db.transaction() as conn:
-        return await accounts.create_staff(conn, username, password, clinic)
+        if role == "reception":
+            return await accounts.create_reception(conn, username, password)
+        return await accounts.create_staff(conn, username, password, args.clinic())
+
+
+@operation("admin.staff.list", ADMIN)
+async def staff_list(db: Database, principal: Principal, args: Args) -> Result:
+    async with db.transaction() as conn:
+        return {"accounts": await accounts.list_accounts(conn)}
+
+
+def _account_switch(active: bool) -> Handler:
+    async def handler(db: Database, principal: Principal, args: Args) -> Result:
+        username = args.username()
+        if not active and username == principal.subject:
+            raise errors.Conflict("you cannot disable your own account")
+        async with db.transaction() as conn:
+            return await accounts.set_active(conn, username, active)
+
+    handler.__name__ = "staff_enable" if active else "staff_disable"
+    return handler
+
+
+operation("admin.staff.disable", ADMIN)(_account_switch(False))
+operation("admin.staff.enable", ADMIN)(_account_switch(True))
+
+
+@operation("admin.staff.reset_password", ADMIN)
+async def staff_reset_password(db: Database, principal: Principal, args: Args) -> Result:
+    username = args.username()
+    password = args.password(min_len=accounts.MIN_PASSWORD)
+    async with db.transaction() as conn:
+        await accounts.reset_password(conn, username, password)
+        return await accounts.account(conn, username)
+
+
+# --- reception -------------------------------------------------------------------------
+
+@operation("reception.register", RECEPTION)
+async def reception_register(db: Database, principal: Principal, args: Args) -> Result:
+    patient_id, gender = args.patient_id(), args.gender()
+    exam_type = args.text("exam_type", pattern=EXAM_TYPE, max_len=32, what="exam type")
+    code = accounts.login_code()
+    route: Result = await db.call("SELECT mmc_reception_register($1, $2, $3, $4, $5, $6)",
+                                  patient_id, gender, exam_type,
+                                  accounts.login_code_hash(code), principal.subject,
+                                  db.now())
+    return {**route, "patient_id": patient_id, "gender": gender, "login_code": code}
+
+
+# --- streams ---------------------------------------------------------------------------
+
+@operation("stream.ticket", EVERYONE_SIGNED_IN)
+async def stream_ticket(db: Database, principal: Principal, args: Args) -> Result:
+    """A single-use ticket for events-stream, so no session token goes into a URL."""
+    channel = protocol.parse_channel(args.value("channel"), principal)
+    hashed = caller().token_hash
+    if hashed is None:
+        raise errors.Unauthorized()
+    async with db.transaction() as conn:
+        ticket = await auth.issue_ticket(conn, hashed, channel.name, db.now())
+    return {"ticket": ticket, "expires_in": int(auth.TICKET_LIFETIME.total_seconds())}
 
 
 async def _set_paused(db: Database, args: Args, paused: bool) -> Result:

@@ -14,7 +14,8 @@ ENVIRONMENT: dict[str, str] = {
     "PORT": "port to listen on (default 8000; `serve --port` overrides)",
     "DATA_DIR": "where the embedded Postgres keeps its data (default ./var)",
     "ADMIN_USERNAME": "first admin account, created when none exists (default admin)",
-    "ADMIN_PASSWORD": "its password; unset generates one and prints it once",
+    "ADMIN_PASSWORD": "its password (at least 12 characters); unset generates one, written "
+                      "to $DATA_DIR/first-admin-password (owner-only), never to a log",
     "LOG_FORMAT": "json (default) or console",
     "LOG_LEVEL": "debug, info (default), warning, error",
     "CORS_ORIGINS": "comma-separated origins allowed to call the HTTP API",
@@ -28,7 +29,12 @@ ENVIRONMENT: dict[str, str] = {
     "BREAKER_RESET_SECONDS": "how long the database circuit breaker stays open (default 60)",
     "PUBLIC_URL": "the address people open, printed in QR codes (default "
                   "http://HOST:PORT); https also turns on HSTS",
+    "METRICS_TOKEN": "when set, /metrics answers only `Authorization: Bearer <token>` "
+                     "(default unset: open, for a scraper on a private network)",
 }
+
+
+MIN_ADMIN_PASSWORD = 12
 
 
 class ConfigError(ValueError):
@@ -67,6 +73,7 @@ class Config:
     breaker_reset_seconds: int = 60
     http_rate_limit: int = 10
     public_url: str | None = None
+    metrics_token: str | None = None
 
     @property
     def public_base(self) -> str:
@@ -85,6 +92,11 @@ class Config:
         log_level = env.get("LOG_LEVEL", "info").lower()
         if log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError("LOG_LEVEL must be debug, info, warning or error")
+        admin_password = env.get("ADMIN_PASSWORD") or None
+        if admin_password is not None and len(admin_password) < MIN_ADMIN_PASSWORD:
+            raise ConfigError(
+                f"ADMIN_PASSWORD must have at least {MIN_ADMIN_PASSWORD} characters; "
+                "choose a longer one, or unset it to have one generated")
         database_url = env.get("DATABASE_URL") or None
         if database_url:
             check_database_url(database_url)
@@ -95,7 +107,7 @@ class Config:
             port=_int(env, "PORT", 8000, 0, 65535),
             data_dir=Path(env.get("DATA_DIR") or "var"),
             admin_username=env.get("ADMIN_USERNAME") or "admin",
-            admin_password=env.get("ADMIN_PASSWORD") or None,
+            admin_password=admin_password,
             log_format=log_format,
             log_level=log_level,
             cors_origins=tuple(
@@ -107,6 +119,7 @@ class Config:
             breaker_reset_seconds=_int(env, "BREAKER_RESET_SECONDS", 60, 1, 3600),
             http_rate_limit=_int(env, "HTTP_RATE_LIMIT", 10, 0, 100_000),
             public_url=check_public_url(env.get("PUBLIC_URL") or None),
+            metrics_token=env.get("METRICS_TOKEN") or None,
         )
 
 

@@ -1,5 +1,6 @@
-"""The HTTP API's table: the seed's twenty edge functions (plus staff-login and logout),
-each with its method, command, callers and input shape. The HTTP adapter
+"""The HTTP API's table: the seed's twenty edge functions (plus staff-login, logout, the
+account, reception and stream-ticket operations), each with its method, command, callers
+and input shape. The HTTP adapter
 (server/http.py) and the OpenAPI document (server/openapi.py) both read it."""
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ CLINIC: Schema = {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}$", "maxLen
                   "description": "clinic code, e.g. eyes"}
 NUMBER: Schema = {"type": "integer", "minimum": 1, "maximum": 1000000,
                   "description": "today's queue number; omitted: the entry the action applies to"}
+USERNAME: Schema = {"type": "string", "pattern": "^[A-Za-z0-9_.@-]{1,64}$", "maxLength": 64}
+PASSWORD: Schema = {"type": "string", "minLength": 8, "maxLength": 256}
 DATE: Schema = {"type": "string", "format": "date",
                 "description": "a day in the period (YYYY-MM-DD)"}
 
@@ -56,7 +59,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "anyone", op="patient.login",
              body={"patient_id": {"type": "string", "maxLength": 64,
                                   "description": "2-12 digits; Arabic-Indic digits accepted"},
-                   "gender": {"type": "string", "enum": ["male", "female"]}},
+                   "gender": {"type": "string", "enum": ["male", "female"]},
+                   "login_code": {"type": "string", "maxLength": 32,
+                                  "description": "the one-time code of reception's slip; "
+                                                 "required when patient_registration is "
+                                                 "registered"}},
              required=("patient_id", "gender")),
     Endpoint("queue-enter", "POST", "Enter a clinic's queue", "patient", op="queue.enter",
              body={"clinic": CLINIC}, required=("clinic",)),
@@ -95,12 +102,43 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              query={"channel": {"type": "string", "maxLength": 64,
                                 "description": "clinic:<code>, clinic:<code>:staff, me, admin"},
                     "since": {"type": "integer", "minimum": 0},
-                    "token": {"type": "string", "maxLength": 256,
-                              "description": "bearer token, for EventSource clients"}}),
+                    "ticket": {"type": "string", "maxLength": 64,
+                               "description": "single-use ticket from stream-ticket, for "
+                                              "EventSource clients (never a session token)"}}),
+    Endpoint("stream-ticket", "POST",
+             "A single-use ticket (30 s) for events-stream on one channel",
+             "the channel's subscriber", op="stream.ticket",
+             body={"channel": {"type": "string", "maxLength": 64}}, required=("channel",)),
     Endpoint("reports-daily", "GET", "Daily report", "admin", query=REPORT_QUERY),
     Endpoint("reports-weekly", "GET", "Weekly report (Saturday-Friday)", "admin",
              query=REPORT_QUERY),
     Endpoint("reports-monthly", "GET", "Monthly report", "admin", query=REPORT_QUERY),
     Endpoint("reports-annual", "GET", "Annual report", "admin", query=REPORT_QUERY),
-    Endpoint("logout", "POST", "End the session of the bearer token", "patient, staff, admin"),
+    Endpoint("logout", "POST", "End the session of the bearer token",
+             "patient, staff, admin, reception"),
+    Endpoint("admin-staff-create", "POST", "Create a staff (one clinic) or reception account",
+             "admin", op="admin.staff.create",
+             body={"username": USERNAME, "password": PASSWORD, "clinic": CLINIC,
+                   "role": {"type": "string", "enum": ["staff", "reception"],
+                            "default": "staff"}},
+             required=("username", "password")),
+    Endpoint("admin-staff-list", "GET", "Every account: username, role, clinic, active",
+             "admin", op="admin.staff.list"),
+    Endpoint("admin-staff-disable", "POST",
+             "Disable an account; its sessions end on every server at once", "admin",
+             op="admin.staff.disable", body={"username": USERNAME}, required=("username",)),
+    Endpoint("admin-staff-enable", "POST", "Enable a disabled account", "admin",
+             op="admin.staff.enable", body={"username": USERNAME}, required=("username",)),
+    Endpoint("admin-staff-reset-password", "POST",
+             "Set a new password; the account's sessions end on every server at once",
+             "admin", op="admin.staff.reset_password",
+             body={"username": USERNAME, "password": PASSWORD},
+             required=("username", "password")),
+    Endpoint("reception-register", "POST",
+             "Register an examinee at the desk: today's route, its first entry and a "
+             "one-time login_code for the slip", "reception, admin", op="reception.register",
+             body={"patient_id": {"type": "string", "maxLength": 64},
+                   "gender": {"type": "string", "enum": ["male", "female"]},
+                   "exam_type": {"type": "string", "maxLength": 32}},
+             required=("patient_id", "gender", "exam_type")),
 )

@@ -43,6 +43,12 @@ def error_response(error: errors.MMCError) -> JSON:
     return JSON(error.envelope(None), status_code=error.status, headers=headers)
 
 
+def client_address(request: Request) -> str:
+    """The client's address as uvicorn saw it (behind a proxy listed in
+    FORWARDED_ALLOW_IPS, the one X-Forwarded-For names)."""
+    return request.client.host if request.client else "unknown"
+
+
 def bearer_token(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -68,7 +74,9 @@ async def read_args(request: Request, endpoint: Endpoint) -> dict[str, Any]:
         return {name: request.query_params[name] for name in endpoint.query
                 if name in request.query_params}
     length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+    # ASCII digits only: str.isdigit() accepts "²", which int() refuses.
+    if length is not None and (not length.isascii() or not length.isdigit()
+                               or len(length) > 12 or int(length) > MAX_BODY):
         raise errors.TooLarge("request body too large")
     body = b""
     async for chunk in request.stream():
@@ -93,7 +101,7 @@ def guarded(name: str, handler: Handler) -> Handler:
         try:
             limits: ClientLimits | None = request.state.http_limits
             if limits is not None:
-                client = request.client.host if request.client else "unknown"
+                client = client_address(request)
                 wait = limits.retry_after(client, name)
                 if wait is not None:
                     raise errors.RateLimited("too many requests; slow down", retry_after=wait)
@@ -111,7 +119,10 @@ def command_handler(endpoint: Endpoint) -> Handler:
     async def handle(request: Request) -> Response:
         principal = await principal_of(request)
         args = await read_args(request, endpoint)
-        result = await commands.execute(request.state.db, principal, op, args)
+        token = bearer_token(request)
+        result = await commands.execute(
+            request.state.db, principal, op, args, client=client_address(request),
+            token=None if token is None or principal.is_anonymous else auth.token_hash(token))
         return ok(result)
 
     return handle

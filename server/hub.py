@@ -63,20 +63,34 @@ class Subscription:
 
     channel: Channel
     outbox: Outbox
-    seq: int = 0
+    seq: int = 0  # the highest event seq this subscriber has been given
     live: bool = False
-    pending: list[tuple[int, str]] = field(default_factory=list)
+    pending: list[tuple[int, str, bool]] = field(default_factory=list)  # seq, frame, event
 
     def deliver(self, seq: int, frame: str, wire: bytes | None = None,
                 batch: Batch | None = None) -> bool:
-        """False when the frame was dropped (the outbox is full or closed). `wire` is
-        the frame already encoded, shared by every subscriber."""
+        """An event: False when the frame was dropped (the outbox is full or closed).
+        `wire` is the frame already encoded, shared by every subscriber. An event at or
+        below the seq already given is skipped, so seq only grows per subscription."""
+        if self.live:
+            if seq <= self.seq:
+                return True
+            self.seq = seq
+            return self.outbox.offer(frame, wire, batch)
+        return self._hold(seq, frame, True)
+
+    def tell(self, seq: int, frame: str, wire: bytes | None = None,
+             batch: Batch | None = None) -> bool:
+        """A notice: derived state at `seq`, not an event; it does not move `seq`."""
         if self.live:
             return self.outbox.offer(frame, wire, batch)
+        return self._hold(seq, frame, False)
+
+    def _hold(self, seq: int, frame: str, event: bool) -> bool:
         if len(self.pending) >= self.outbox.capacity * 4:
             self.outbox.close(CloseCode.TRY_AGAIN_LATER)
             return False
-        self.pending.append((seq, frame))
+        self.pending.append((seq, frame, event))
         return True
 
 
@@ -115,6 +129,8 @@ class Hub:
         self._task: asyncio.Task[None] | None = None
         self._conn: asyncpg.Connection | None = None
         self._control: dict[str, list[ControlHandler]] = {}
+        self._resets: set[asyncio.Task[None]] = set()
+        self.resets = 0  # subscriptions given a reset snapshot after pruned events
 
     def on_control(self, kind: str, handler: ControlHandler) -> None:
         """Call `handler(payload)` for each `mmc_control` signal of `kind` (and with `{}`
@@ -130,7 +146,8 @@ class Hub:
             await self._became_ready.wait()
 
     async def close(self) -> None:
-        tasks = [t for t in (self._task, *self._recomputing.values()) if t is not None]
+        tasks = [t for t in (self._task, *self._recomputing.values(), *self._resets)
+                 if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -160,6 +177,10 @@ class Hub:
                     self.last_id = int(await conn.fetchval("SELECT mmc_head_seq()"))
                 else:
                     self._recovered()
+                    pruned = await conn.fetchval(
+                        "SELECT pruned_through FROM event_watermark")
+                    if pruned is not None and self.last_id < int(pruned):
+                        self._reset_all(int(pruned))
                 self._conn = conn
                 self.listening = True
                 self.metrics.hub_listening.set(1)
@@ -224,6 +245,38 @@ class Hub:
             if key.startswith("clinic:"):
                 self._queue_changes.add(key.split(":")[1])
         self._queue_changes.update(self.notices.clinics())
+
+    def _reset_all(self, pruned: int) -> None:
+        """Events this hub never relayed were pruned while it was away: every live
+        subscriber gets a reset snapshot (as a resuming client would), and the log is
+        read on from what is left."""
+        log.warning("hub.events_pruned_while_away", last_id=self.last_id, pruned=pruned)
+        self.last_id = pruned
+        for subs in self._subs.values():
+            for sub in subs:
+                if sub.live:
+                    sub.live = False
+                    task = asyncio.create_task(self._reset(sub))
+                    self._resets.add(task)
+                    task.add_done_callback(self._resets.discard)
+
+    async def _reset(self, sub: Subscription) -> None:
+        try:
+            cut = await self._send_snapshot(sub, sub.seq, reset=True)
+            self._go_live(sub, cut)
+        except Exception as exc:
+            log.warning("hub.reset_failed", error=type(exc).__name__)
+            sub.outbox.close(CloseCode.TRY_AGAIN_LATER)  # it resumes, and is reset then
+
+    def _go_live(self, sub: Subscription, cut: int) -> None:
+        """Hand over what waited while the snapshot was read (later than `cut`), then
+        go live, with no await in between so nothing slips past."""
+        sub.seq = cut
+        batch, sub.pending = sub.pending, []
+        for seq, frame, event in batch:
+            if seq > cut and sub.outbox.offer(frame) and event:
+                sub.seq = max(sub.seq, seq)
+        sub.live = True
 
     async def _pump(self, conn: asyncpg.Connection, lost: asyncio.Event) -> None:
         self._must_read = True  # whatever committed while nobody listened
@@ -384,7 +437,7 @@ class Hub:
                 frame = protocol.notice(kind, data)
                 wire = encode_text(frame)
                 for sub in list(subs):
-                    sub.deliver(seq, frame, wire, batch)
+                    sub.tell(seq, frame, wire, batch)
 
     # --- subscriptions -----------------------------------------------------------------
 
@@ -394,6 +447,7 @@ class Hub:
     @asynccontextmanager
     async def subscribe(self, outbox: Outbox, channel: Channel, since: int | None = None,
                         reply: Callable[[int], str] | None = None,
+                        replay_limit: int | None = None,
                         ) -> AsyncIterator[Subscription]:
         """Feed `channel` into `outbox` until the block exits: first `reply(seq)` if
         given, then a snapshot (fresh, or `reset` when `since` is beyond retention) or
@@ -401,7 +455,7 @@ class Hub:
         sub = Subscription(channel, outbox)
         self._subs.setdefault(channel.key, set()).add(sub)
         try:
-            await self._start(sub, since, reply)
+            await self._start(sub, since, reply, replay_limit or self.replay_limit)
             yield sub
         finally:
             subs = self._subs.get(channel.key)
@@ -413,11 +467,11 @@ class Hub:
                         self.notices.forget(channel.patient)
 
     async def _start(self, sub: Subscription, since: int | None,
-                     reply: Callable[[int], str] | None) -> None:
+                     reply: Callable[[int], str] | None, replay_limit: int) -> None:
         channel, outbox = sub.channel, sub.outbox
         replay = None
         if since is not None:
-            replay = await self.views.replay(channel, since, self.replay_limit)
+            replay = await self.views.replay(channel, since, replay_limit)
         if replay is not None and replay.resumable:
             assert since is not None
             sub.seq = since
@@ -441,12 +495,16 @@ class Hub:
             if channel.kind == "me" and channel.patient is not None:
                 self.notices.baseline(channel.patient, seq, state.get("entry"))
             cut = seq
+        top = cut
         while sub.pending:
             batch, sub.pending = sub.pending, []
-            for seq, frame in batch:
+            for seq, frame, event in batch:
                 if seq > cut:
                     await outbox.put(frame)
+                    if event:
+                        top = max(top, seq)
         # No await between the last empty check and going live: nothing slips past.
+        sub.seq = top
         sub.live = True
 
     async def _send_snapshot(self, sub: Subscription, cut: int, *, reset: bool) -> int:
@@ -454,11 +512,11 @@ class Hub:
         # Events the replay did not reach but the snapshot already reflects go first.
         batch, sub.pending = sub.pending, []
         later = []
-        for pending_seq, frame in batch:
+        for pending_seq, frame, event in batch:
             if cut < pending_seq <= seq:
                 await sub.outbox.put(frame)
             elif pending_seq > seq:
-                later.append((pending_seq, frame))
+                later.append((pending_seq, frame, event))
         sub.pending = later + sub.pending
         await sub.outbox.put(protocol.snapshot(sub.channel.name, seq, state, reset=reset))
         if sub.channel.patient is not None:

@@ -57,6 +57,15 @@ SETTINGS: dict[str, Setting] = {s.key: s for s in (
             _int_between(60, 7 * 86400), "60..604800"),
     Setting("target_wait_seconds", "waiting longer than this is an SLA breach",
             _int_between(60, 86400), "60..86400"),
+    Setting("patient_registration", "open: any examinee logs in with ID and gender; "
+            "registered: only those reception registered today, with their slip's code",
+            lambda v: v in ("open", "registered"), "open or registered"),
+    Setting("pin_clinic_max_attempts", "wrong PINs at one clinic (all examinees) inside "
+            "the lockout window before its PIN is replaced at once",
+            _int_between(5, 10000), "5..10000"),
+    Setting("login_address_limit", "failed logins from one client address (all accounts) "
+            "in five minutes before that address must wait; phones behind one NAT share it",
+            _int_between(10, 1_000_000), "10..1000000"),
 )}
 
 

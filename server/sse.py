@@ -1,6 +1,8 @@
 """`GET /api/v1/events-stream`: one channel as Server-Sent Events, for clients that
 cannot hold a WebSocket: the same channels, authorisation, snapshot and resume
-(`Last-Event-ID`) as `subscribe`, through the same hub and bounded outbox."""
+(`Last-Event-ID`) as `subscribe`, through the same hub and bounded outbox. A private
+channel is opened with a single-use `ticket` (stream.ticket) or a bearer header, never a
+session token in the URL; the stream ends the moment its session does."""
 
 from __future__ import annotations
 
@@ -12,10 +14,11 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from server import errors, protocol
-from server.http import principal_of
+from server import auth, errors, protocol
+from server.http import bearer_token
 from server.hub import Hub
 from server.outbox import Outbox
+from server.sessions import SessionRegistry
 
 KEEPALIVE_SECONDS = 15.0
 
@@ -25,9 +28,30 @@ def parse_since(request: Request) -> int | None:
     raw = request.headers.get("last-event-id") or request.query_params.get("since")
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    # ASCII digits only: str.isdigit() is true for "²" and other digits int() refuses.
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
         raise errors.BadRequest("since must be a non-negative integer")
     return int(raw)
+
+
+async def caller_of(request: Request) -> tuple[auth.Principal, bytes | None]:
+    """(principal, session token hash): from a `ticket` (spent here, and only for the
+    channel it was issued for), a bearer header, or anonymous."""
+    db = request.state.db
+    ticket = request.query_params.get("ticket")
+    if ticket is not None:
+        async with db.transaction() as conn:
+            principal, session, channel = await auth.redeem_ticket(conn, ticket, db.now())
+        if channel != request.query_params.get("channel"):
+            raise errors.Forbidden("the ticket is for another channel")
+        return principal, session
+    token = bearer_token(request)
+    if token is None:
+        return auth.ANONYMOUS, None
+    try:
+        return await auth.authenticate(db, token), auth.token_hash(token)
+    except errors.Unauthorized:
+        return auth.ANONYMOUS, None
 
 
 def sse_message(frame: str) -> str:
@@ -43,11 +67,17 @@ def sse_message(frame: str) -> str:
 
 async def events_stream(request: Request) -> Response:
     hub: Hub = request.state.hub
-    # EventSource cannot set headers: the token may come in the query string.
-    principal = await principal_of(request, request.query_params.get("token"))
+    if "token" in request.query_params:
+        raise errors.BadRequest("a session token never goes in a URL: use a ticket "
+                                "(stream.ticket) or the Authorization header")
+    principal, session = await caller_of(request)
     channel = protocol.parse_channel(request.query_params.get("channel"), principal)
     since = parse_since(request)
     outbox = Outbox(request.state.config.ws_send_queue)
+    sessions: SessionRegistry | None = getattr(request.state, "sessions", None)
+    release = None
+    if session is not None and sessions is not None:
+        release = sessions.hold(session, lambda: outbox.close(protocol.CloseCode.NORMAL))
 
     async def hold() -> None:
         async with hub.subscribe(outbox, channel, since):
@@ -69,6 +99,8 @@ async def events_stream(request: Request) -> Response:
                     return
                 yield sse_message(frame)
         finally:
+            if release is not None:
+                release()
             outbox.close(protocol.CloseCode.NORMAL)
             holder.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -14,7 +14,6 @@ import orjson
 
 from server import errors, protocol
 from server.db import Database
-from server.logs import mask_patient_id
 from server.protocol import Channel
 
 EVENT_COLUMNS = "id, event_type, clinic_code, patient_id, queue_number, data, created_at"
@@ -61,6 +60,13 @@ class EventRow:
 
 
 DataBuilder = Callable[[EventRow], dict[str, Any]]
+
+
+def mask_patient_id(patient_id: str) -> str:
+    """What staff see of an ID (as mmc_mask_patient in schema/013): at most the last
+    four digits, and at least four always hidden, so a short ID shows fewer."""
+    shown = min(4, max(0, len(patient_id) - 4))
+    return "*" * (len(patient_id) - shown) + (patient_id[-shown:] if shown else "")
 
 
 def public_data(row: EventRow) -> dict[str, Any]:
@@ -146,13 +152,21 @@ class _Entry:
 @dataclass
 class ViewCache:
     """Snapshots by seed key. A value is stored only if its key was not invalidated
-    while it was being computed, so a stale snapshot never outlives its NOTIFY."""
+    while it was being computed, so a stale snapshot never outlives its NOTIFY.
 
+    A generation is a tick of one counter: `drop` stamps the key with a new tick, and a
+    value computed from tick g is kept only if its key was not stamped after g. The
+    stamps are bounded (`max_stamps`; a day's route keys would otherwise pile up): when
+    they overflow they are forgotten and every computation begun before is refused."""
+
+    max_stamps: int = 4096
     _entries: dict[tuple[str, str], _Entry] = field(default_factory=dict)
-    _generation: dict[str, int] = field(default_factory=dict)
+    _stamps: dict[str, int] = field(default_factory=dict)
+    _tick: int = 0
+    _floor: int = 0
 
     def generation(self, key: str) -> int:
-        return self._generation.get(key, 0)
+        return self._tick
 
     def get(self, key: str, variant: str, now: datetime) -> tuple[int, Any] | None:
         entry = self._entries.get((key, variant))
@@ -162,17 +176,26 @@ class ViewCache:
 
     def store(self, key: str, variant: str, generation: int, value: tuple[int, Any],
               now: datetime) -> None:
-        if self.generation(key) == generation:
+        if generation >= self._floor and self._stamps.get(key, -1) <= generation:
             self._entries[(key, variant)] = _Entry(value, now)
 
     def drop(self, key: str) -> None:
-        self._generation[key] = self.generation(key) + 1
+        self._tick += 1
+        if key not in self._stamps and len(self._stamps) >= self.max_stamps:
+            self._stamps.clear()
+            self._floor = self._tick
+        self._stamps[key] = self._tick
         for entry_key in [k for k in self._entries if k[0] == key]:
             del self._entries[entry_key]
 
     def clear(self) -> None:
-        for key in {k for k, _ in self._entries} | set(self._generation):
-            self.drop(key)
+        self._tick += 1
+        self._floor = self._tick
+        self._stamps.clear()
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._stamps)
 
 
 def cache_key(channel: Channel) -> str | None:

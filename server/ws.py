@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +23,7 @@ from server.hub import Hub
 from server.outbox import Outbox
 from server.protocol import CloseCode
 from server.ratelimit import TokenBucket
+from server.sessions import SessionRegistry
 
 log = structlog.get_logger(__name__)
 _connection_ids = itertools.count(1)
@@ -37,7 +38,12 @@ class WsLimits:
     burst: float = 60.0                # frames at once
     over_limit_seconds: float = 10.0   # refused this long without a pause: 1008
     idle_seconds: float = 30.0         # anonymous with no subscription: 1008
+    # An anonymous socket (a display) says display.hello every 15 s: one silent this
+    # long, subscriptions or not, is closed with 1008.
+    anonymous_idle_seconds: float = 300.0
     max_subscriptions: int = 64
+    anonymous_subscriptions: int = 8   # a display shows up to six public clinics
+    anonymous_replay: int = 500        # events replayed to an anonymous resume, else reset
     close_grace_seconds: float = 10.0  # for the close frame behind a stalled client
 
 
@@ -47,7 +53,8 @@ async def endpoint(websocket: WebSocket) -> None:
     await websocket.accept(
         subprotocol=protocol.SUBPROTOCOL if protocol.SUBPROTOCOL in offered else None)
     connection = Connection(websocket, websocket.state.db, websocket.state.hub,
-                            websocket.state.limits, presence=websocket.state.presence)
+                            websocket.state.limits, presence=websocket.state.presence,
+                            sessions=getattr(websocket.state, "sessions", None))
     metrics = connection.db.metrics
     metrics.ws_connections.inc()
     try:
@@ -61,7 +68,8 @@ async def endpoint(websocket: WebSocket) -> None:
 
 class Connection:
     def __init__(self, websocket: WebSocket, db: Database, hub: Hub, limits: WsLimits,
-                 *, presence: Presence | None = None) -> None:
+                 *, presence: Presence | None = None,
+                 sessions: SessionRegistry | None = None) -> None:
         self.websocket = websocket
         self.db = db
         self.hub = hub
@@ -71,7 +79,12 @@ class Connection:
                              direct=websocket.scope.get("extensions", {}).get(wire.EXTENSION))
         self.bucket = TokenBucket(limits.rate, limits.burst)
         self.subscriptions: dict[str, AsyncExitStack] = {}
+        self.token_hash: bytes | None = None
         self.presence = presence
+        self.sessions = sessions
+        self._release_session: Callable[[], None] | None = None
+        client = websocket.client
+        self.client = client.host if client is not None else "unknown"
         self.display_id: str | None = None  # set by display.hello (server/displays.py)
 
     async def run(self) -> None:
@@ -102,6 +115,7 @@ class Connection:
             for stack in self.subscriptions.values():
                 await stack.aclose()
             self.subscriptions.clear()
+            self._hold_session(None)
             if self.display_id is not None and self.presence is not None:
                 await self.presence.detach(self.display_id, self.outbox)
             self.outbox.close(CloseCode.NORMAL)
@@ -127,9 +141,11 @@ class Connection:
 
     @property
     def idle_timeout(self) -> float | None:
-        """Only an anonymous socket with nothing subscribed can be idle."""
-        if self.principal.is_anonymous and not self.subscriptions:
-            return self.limits.idle_seconds
+        """Only an anonymous socket can be idle: soon with nothing subscribed, later
+        with subscriptions (any frame it sends, a display's hello included, counts)."""
+        if self.principal.is_anonymous:
+            return (self.limits.anonymous_idle_seconds if self.subscriptions
+                    else self.limits.idle_seconds)
         return None
 
     async def _read(self) -> None:
@@ -191,8 +207,9 @@ class Connection:
     async def _dispatch(self, request: protocol.Request) -> Any:
         args = Args(request.args)
         if request.op == "auth":
-            principal = await auth.authenticate(self.db, args.text("token", max_len=256))
-            await self._become(principal)
+            token = args.text("token", max_len=256)
+            principal = await auth.authenticate(self.db, token)
+            await self._become(principal, auth.token_hash(token))
             return principal.public()
         if request.op == "unsubscribe":
             name = args.text("channel", max_len=64)
@@ -200,9 +217,11 @@ class Connection:
             if stack is not None:
                 await stack.aclose()
             return {}
-        result = await commands.execute(self.db, self.principal, request.op, request.args)
+        result = await commands.execute(self.db, self.principal, request.op, request.args,
+                                        client=self.client, token=self.token_hash)
         if request.op in commands.LOGIN_OPERATIONS:
-            await self._become(commands.principal_from_login(result))
+            await self._become(commands.principal_from_login(result),
+                               auth.token_hash(result["token"]))
         elif request.op == "display.hello" and self.presence is not None:
             self._hold_display(result["display_id"])
         return result
@@ -215,14 +234,33 @@ class Connection:
         self.display_id = display_id
         self.presence.attach(display_id, self.outbox)
 
-    async def _become(self, principal: Principal) -> None:
+    async def _become(self, principal: Principal, hashed: bytes | None) -> None:
         """A new identity keeps only the public channels: the others were granted to
-        the old one."""
+        the old one. The socket acts for the session `hashed` until that ends."""
+        self._hold_session(hashed)
         if principal == self.principal:
             return
         self.principal = principal
         for name in [n for n in self.subscriptions if n.count(":") != 1]:
             await self.subscriptions.pop(name).aclose()
+
+    def _hold_session(self, hashed: bytes | None) -> None:
+        if self._release_session is not None:
+            self._release_session()
+            self._release_session = None
+        self.token_hash = hashed
+        if hashed is not None and self.sessions is not None:
+            self._release_session = self.sessions.hold(hashed, self._session_ended)
+
+    def _session_ended(self) -> None:
+        """The session this socket acts for is gone (logout, reset, disabled account,
+        expiry): it loses that identity at once and is closed with 1008; the client
+        reconnects and learns from `auth` that it must log in again."""
+        self._release_session = None
+        self.token_hash = None
+        self.principal = ANONYMOUS
+        log.info("ws.session_ended")
+        self.outbox.close(CloseCode.POLICY)
 
     async def _subscribe(self, request: protocol.Request) -> None:
         args = Args(request.args)
@@ -231,7 +269,10 @@ class Connection:
         old = self.subscriptions.pop(channel.name, None)
         if old is not None:
             await old.aclose()  # subscribing again is how a client resumes
-        if len(self.subscriptions) >= self.limits.max_subscriptions:
+        anonymous = self.principal.is_anonymous
+        most = (self.limits.anonymous_subscriptions if anonymous
+                else self.limits.max_subscriptions)
+        if len(self.subscriptions) >= most:
             raise errors.BadRequest("too many subscriptions")
         rid = request.id
 
@@ -241,7 +282,9 @@ class Connection:
         stack = AsyncExitStack()
         try:
             await stack.enter_async_context(
-                self.hub.subscribe(self.outbox, channel, since, reply=reply))
+                self.hub.subscribe(self.outbox, channel, since, reply=reply,
+                                   replay_limit=self.limits.anonymous_replay
+                                   if anonymous else None))
         except BaseException:
             await stack.aclose()
             raise

@@ -46,6 +46,16 @@ HTTP: dict[str, tuple[str, dict[str, Any], set[str]]] = {
     "reports-monthly": ("GET", {"date": "2026-03-01"}, ADMIN),
     "reports-annual": ("GET", {"date": "2026-03-01"}, ADMIN),
     "logout": ("POST", {}, SIGNED_IN),
+    "stream-ticket": ("POST", {"channel": "clinic:eyes:staff"}, OWN_STAFF),
+    "admin-staff-create": ("POST", {"username": "desk_x", "password": "a long password",
+                                    "role": "reception"}, ADMIN),
+    "admin-staff-list": ("GET", {}, ADMIN),
+    "admin-staff-disable": ("POST", {"username": "nobody_here"}, ADMIN),
+    "admin-staff-enable": ("POST", {"username": "nobody_here"}, ADMIN),
+    "admin-staff-reset-password": ("POST", {"username": "nobody_here",
+                                            "password": "a long password"}, ADMIN),
+    "reception-register": ("POST", {"patient_id": "77000056", "gender": "male",
+                                    "exam_type": "cooks"}, ADMIN),
 }
 
 
@@ -138,6 +148,19 @@ WS: dict[str, tuple[dict[str, Any], set[str]]] = {
     "admin.settings.get": ({}, ADMIN),
     "admin.settings.set": ({"key": "max_postpones", "value": 3}, ADMIN),
     "report.get": ({"type": "daily", "date": "2026-03-01"}, ADMIN),
+    "display.hello": ({"name": "Hall", "clinics": ["eyes"], "sound": True,
+                       "voice": "server", "last_announced": None}, ALL),
+    "admin.displays": ({}, ADMIN),
+    "admin.display.identify": ({"display_id": "00000000-0000-4000-8000-000000000000"},
+                               ADMIN),
+    "admin.staff.list": ({}, ADMIN),
+    "admin.staff.disable": ({"username": "nobody_here"}, ADMIN),
+    "admin.staff.enable": ({"username": "nobody_here"}, ADMIN),
+    "admin.staff.reset_password": ({"username": "nobody_here",
+                                    "password": "a long password"}, ADMIN),
+    "reception.register": ({"patient_id": "77000055", "gender": "male",
+                            "exam_type": "cooks"}, ADMIN),
+    "stream.ticket": ({"channel": "clinic:eyes:staff"}, OWN_STAFF),
 }
 
 

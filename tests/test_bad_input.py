@@ -10,6 +10,9 @@ from server import commands, errors
 from tests.people import ADMIN, ANON, called_until, digest, patient, run, staff
 
 SQL = "eyes'; DROP TABLE queues; --"
+# Digits str.isdigit() accepts and int() may or may not: superscripts, other scripts'
+# digits, full-width and mathematical digits, and look-alike letters.
+LOOKALIKES = ["²²", "¹²³⁴", "１２３４", "𝟏𝟐𝟑𝟒", "৪৫৬৭", "१२३४", "I2", "O1", "l234", "1\u200b2"]
 HUGE = "7" * 10_240
 WRONG_TYPES: list[Any] = [7, 3.5, True, [], {}, ["eyes"], {"$ne": 1}]
 
@@ -45,17 +48,26 @@ VALID: dict[str, dict[str, Any]] = {
                       "voice": "server", "last_announced": 5},
     "admin.displays": {},
     "admin.display.identify": {"display_id": "00000000-0000-4000-8000-000000000000"},
+    "admin.staff.list": {},
+    "admin.staff.disable": {"username": "nobody_here"},
+    "admin.staff.enable": {"username": "nobody_here"},
+    "admin.staff.reset_password": {"username": "nobody_here", "password": "a long password"},
+    "reception.register": {"patient_id": "12345678", "gender": "male",
+                           "exam_type": "recruitment"},
+    "stream.ticket": {"channel": "clinic:eyes"},
 }
 FREE_TEXT = {"password"}
-OPTIONAL = {("queue.status", "clinic"), ("display.hello", "last_announced"), ("pin.current", "clinic"), ("pin.rotate", "clinic"),
+OPTIONAL = {("queue.status", "clinic"), ("display.hello", "last_announced"),
+            ("pin.current", "clinic"), ("pin.rotate", "clinic"),
             *((f"queue.{a}", "number") for a in ("recall", "start", "done", "skip", "no_show"))}
 # Values that must be refused for a field, beyond wrong types.
 BAD_VALUES: dict[str, list[Any]] = {
-    "patient_id": ["1", "1234567890123", "12a4", "", " ", SQL, HUGE, "-123", "1e5"],
+    "patient_id": ["1", "1234567890123", "12a4", "", " ", SQL, HUGE, "-123", "1e5",
+                   *LOOKALIKES],
     "gender": ["other", "", "MALE", SQL, HUGE],
     "clinic": ["nope", "EYES", "", SQL, HUGE, "eyes\x00", "../eyes"],
     "number": [0, -1, 10**12],
-    "pin": ["1", "123", "ab", "", SQL, HUGE],
+    "pin": ["1", "123", "ab", "", SQL, HUGE, *LOOKALIKES],
     "exam_type": ["astronaut", "", SQL, HUGE],
     "username": ["", SQL, HUGE, "a b"],
     "password": ["", HUGE],
@@ -70,6 +82,7 @@ BAD_VALUES: dict[str, list[Any]] = {
     "voice": ["robot", "", SQL, HUGE],
     "last_announced": [-1, 2**63, "5", "²", 3.5, True, [], {}],
     "display_id": ["nope", "", "²", SQL, HUGE],
+    "channel": ["", "nope", "clinic:", "clinic:EYES", "clinic:eyes:staff²", "me²", SQL, HUGE],
 }
 # Fields for which some of WRONG_TYPES are valid: their bad values are all listed above.
 OWN_WRONG_TYPES = {"value", "clinics", "sound", "last_announced"}

@@ -34,13 +34,17 @@ BATCH_SIZE = 100
 OUR_IDS = 2**52
 OPS = sorted({*commands.OPERATIONS, *protocol.TRANSPORT_OPS})
 ARG_NAMES = ["clinic", "number", "token", "channel", "since", "patient_id", "gender",
-             "username", "password", "exam_type", "pin", "key", "value", "type", "date"]
+             "username", "password", "exam_type", "pin", "key", "value", "type", "date",
+             "login_code", "role", "display_id"]
+# Digits that str.isdigit() accepts but int() or our patterns refuse, and look-alikes.
+LOOKALIKES = ["²", "¹²³", "١٢٣٤", "１２", "𝟏𝟐", "৪৫", "२३", "Ⅻ", "O0", "1\u200b2", "٠٠"]
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1),
                     st.floats(allow_nan=False), st.text(max_size=40),
                     st.sampled_from(["eyes", "lab", "clinic:eyes", "me", "admin", "male",
                                      "12345678", "٠١٢٣٤", "00", "daily", "2026-03-01",
-                                     "notify_near_ahead", "clinic:eyes:staff", "Z" * 300]))
+                                     "notify_near_ahead", "clinic:eyes:staff", "Z" * 300,
+                                     *LOOKALIKES]))
 values = st.recursive(scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
     max_leaves=8)

@@ -39,12 +39,14 @@ class Client:
 
     def __init__(self, urls: str | Sequence[str], *, token: str | None = None,
                  reconnect: bool = True, max_backoff: float = 2.0,
-                 open_timeout: float = 5.0) -> None:
+                 open_timeout: float = 5.0, heartbeat: float | None = 60.0) -> None:
         self.urls = [urls] if isinstance(urls, str) else list(urls)
         self.token = token
         self.reconnect = reconnect
         self.max_backoff = max_backoff
         self.open_timeout = open_timeout
+        # A ping this often: the server closes an anonymous socket silent for long.
+        self.heartbeat = heartbeat
         self.last_seq: dict[str, int] = {}
         self.channels: list[str] = []
         self.connects = 0
@@ -54,6 +56,10 @@ class Client:
         self._ws: ClientConnection | None = None
         self._connected = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
+        self._pinger: asyncio.Task[None] | None = None
+        # The subscribe request each channel got on the current connection: subscribe()
+        # and the restore after a (re)connect share it, so none is sent twice.
+        self._sent: dict[str, asyncio.Task[Any]] = {}
         self._closing = False
         self._url_index = 0
 
@@ -68,13 +74,16 @@ class Client:
         """Open the first connection (raises if no URL answers), then keep it up."""
         await self._open()
         self._runner = asyncio.create_task(self._run())
+        if self.heartbeat:
+            self._pinger = asyncio.create_task(self._ping(self.heartbeat))
 
     async def close(self) -> None:
         self._closing = True
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
+        for task in (self._runner, self._pinger):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._ws is not None:
             await self._ws.close()
 
@@ -122,13 +131,34 @@ class Client:
                 except ConnectionError:
                     continue
 
+    async def _ping(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            if self._connected.is_set():
+                with contextlib.suppress(Disconnected, ClientError, ConnectionClosed):
+                    await self._request("ping", None)
+
     async def _restore(self) -> None:
-        """On a new connection: authenticate again, then resubscribe from last seq."""
-        self._connected.set()
-        if self.token is not None:
-            await self._request("auth", {"token": self.token})
-        for channel in self.channels:
-            await self._request("subscribe", self._subscribe_args(channel))
+        """On a new connection: authenticate again, then resubscribe from last seq.
+        Requests wait for the authentication, so none goes out under no identity."""
+        self._sent = {}
+        try:
+            if self.token is not None:
+                await self._request("auth", {"token": self.token})
+        finally:
+            self._connected.set()
+        for channel in list(self.channels):
+            with contextlib.suppress(ClientError):  # that channel refused; the rest go on
+                await self._subscription(channel)
+
+    def _subscription(self, channel: str) -> asyncio.Task[Any]:
+        """This connection's subscribe request for `channel`, sent once."""
+        task = self._sent.get(channel)
+        if task is None or (task.done() and task.exception() is not None):
+            task = asyncio.ensure_future(
+                self._request("subscribe", self._subscribe_args(channel)))
+            self._sent[channel] = task
+        return task
 
     def _subscribe_args(self, channel: str) -> dict[str, Any]:
         args: dict[str, Any] = {"channel": channel}
@@ -146,8 +176,11 @@ class Client:
                         future.set_result(frame)
                     continue
                 channel = frame.get("channel")
-                if frame.get("type") in ("event", "snapshot") and isinstance(channel, str):
-                    self.last_seq[channel] = frame["seq"]
+                seq = frame.get("seq")
+                if frame.get("type") in ("event", "snapshot") and isinstance(channel, str) \
+                        and isinstance(seq, int):
+                    # Resume from the highest seq seen, whatever order frames came in.
+                    self.last_seq[channel] = max(seq, self.last_seq.get(channel, seq))
                 await self._frames.put(frame)
 
     async def _request(self, op: str, args: dict[str, Any] | None) -> Any:
@@ -187,11 +220,12 @@ class Client:
         if channel not in self.channels:
             self.channels.append(channel)
         await self._connected.wait()
-        return await self._request("subscribe", self._subscribe_args(channel))
+        return await asyncio.shield(self._subscription(channel))
 
     async def unsubscribe(self, channel: str) -> Any:
         if channel in self.channels:
             self.channels.remove(channel)
+        self._sent.pop(channel, None)
         return await self.request("unsubscribe", {"channel": channel})
 
     async def next_frame(self) -> Frame:
