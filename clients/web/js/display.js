@@ -176,6 +176,14 @@ function start() {
   socket.start();
 
   setInterval(() => { if (socket.online) hello(socket); }, HELLO_EVERY_MS);
+  // A new day brings no event: start every clinic again from a snapshot of today.
+  let day = new Date().toDateString();
+  setInterval(() => {
+    const today = new Date().toDateString();
+    if (today === day || !socket.online) return;
+    day = today;
+    for (const code of codes) socket.subscribe(`clinic:${code}`, (frame) => onClinicFrame(code, frame));
+  }, 60000);
   setInterval(() => {
     const state = socket.state();
     if (!state.online && Date.now() - state.offlineSince > RELOAD_AFTER_OFFLINE_MS) location.reload();

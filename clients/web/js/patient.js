@@ -6,6 +6,7 @@ import { ConnectionBadge } from "./connection.js";
 import { activeEntry, renderCard, renderRoute, station } from "./route-view.js";
 import { RequestError, Socket } from "./socket.js";
 import { bindLangSwitch, clinicName, floorName, onLangChange, setLang, t } from "./strings.js";
+import { takeSlip } from "./slip-link.js";
 
 const TOKEN_KEY = "mmc.patient.token";
 const ID_KEY = "mmc.patient.id";
@@ -14,6 +15,9 @@ const EXAM_TYPES = ["recruitment", "promotion", "transfer", "referral", "contrac
 const ID_DIGITS = /^[0-9\u0660-\u0669\u06F0-\u06F9]{2,12}$/;
 const PIN_DIGITS = /^[0-9\u0660-\u0669\u06F0-\u06F9]{2}$/;
 const REFRESH_DELAY_MS = 60;
+// A phone left open past midnight must not keep yesterday's number: the server's
+// route.get answers for its own today, so ask it now and then.
+const RECHECK_MS = 2 * 60 * 1000;
 
 // What tests read: the notices this page reacted to, in order.
 const probe = (window.mmcProbe = { notices: [], ready: false });
@@ -216,6 +220,10 @@ async function refresh() {
 // --- sessions ------------------------------------------------------------------------
 
 async function onConnect(sock) {
+  if (pendingSlip) {
+    await slipLogin(sock);
+    return;
+  }
   if (!state.token) return;
   try {
     await sock.request("auth", { token: state.token });
@@ -225,6 +233,29 @@ async function onConnect(sock) {
       return;
     }
     throw error;
+  }
+}
+
+// --- a reception slip's QR link (js/slip-link.js) --------------------------------------
+
+let pendingSlip = null;
+
+async function slipLogin(sock) {
+  try {
+    const result = await sock.request("patient.login", pendingSlip);
+    pendingSlip = null;
+    state.token = result.token;
+    state.patientId = result.patient.patient_id;
+    write(TOKEN_KEY, state.token);
+    write(ID_KEY, state.patientId);
+    state.loaded = false;
+    socket.subscribe("me", onMe);
+    render();
+  } catch (error) {
+    if (error.code === "offline" || error.code === "timeout") throw error;  // try on reconnect
+    pendingSlip = null;
+    render();
+    byId("login-error").textContent = error.code === "unauthorized" ? t("slip.refused") : message(error);
   }
 }
 
@@ -356,6 +387,11 @@ function start() {
   buildExamChoices();
   bindLangSwitch(byId("lang"));
   onLangChange(render);
+  pendingSlip = takeSlip();
+  if (pendingSlip) {  // a slip's link replaces whoever was signed in on this phone
+    state.token = null;
+    write(TOKEN_KEY, null);
+  }
   socket = new Socket({ onConnect });
   if (state.token) socket.subscribe("me", onMe);
   const badge = new ConnectionBadge(byId("connection"), document.body);
@@ -368,6 +404,7 @@ function start() {
   byId("logout").addEventListener("click", logout);
   // Sound needs a tap first; the first tap anywhere unlocks it for the calls to come.
   document.addEventListener("pointerdown", () => announcer.unlock(), { once: true });
+  setInterval(() => { if (state.token && state.loaded) refresh(); }, RECHECK_MS);
   render();
   probe.ready = true;
 }

@@ -75,7 +75,8 @@ export class Socket {
    *  reconnects; after a reconnect the channel resumes from the highest seq seen. */
   subscribe(channel, handler) {
     this.channels.set(channel, { handler, seq: null });
-    if (this.online) this.resume(channel);
+    // A refusal now is retried at the next connection, which resumes every channel.
+    if (this.online) this.resume(channel).catch(() => {});
   }
 
   unsubscribe(channel) {
