@@ -14,7 +14,7 @@ import secrets
 import signal
 from collections import Counter
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -60,24 +60,25 @@ def arrivals_per_hour(minute: float) -> float:
     return 8.0 + 40.0 * math.exp(-(((minute % MORNING_MINUTES) - 75.0) / 45.0) ** 2)
 
 
-@dataclass
 class Morning:
     """Examinees arriving and clinic desks serving them, each with its own socket."""
 
-    ws_url: str
-    desks: list[Desk]
-    options: Options
-    rng: random.Random = field(default_factory=random.Random)
-    counts: Counter[str] = field(default_factory=Counter)
-    # Who was called where: the doctor tells the person in the room the PIN.
-    called: dict[tuple[str, int], Client] = field(default_factory=dict)
-    run_id: int = 0
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    _started: float = 0.0
+    def __init__(self, ws_url: str, desks: list[Desk], options: Options) -> None:
+        self.ws_url, self.desks, self.options = ws_url, desks, options
+        # One stream of chance per actor, so a seed brings the same examinees in the
+        # same order whatever the timing of the others.
+        self.rng = self.random("arrivals")
+        self.examinees = self.random("examinees")
+        # IDs new to the database even when the same seed plays twice in one day.
+        self.run_id = secrets.randbelow(9000) + 1000
+        self.counts: Counter[str] = Counter()
+        # Who was called where: the doctor tells the person in the room the PIN.
+        self.called: dict[tuple[str, int], Client] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._started = 0.0
 
-    def __post_init__(self) -> None:
-        self.rng = random.Random(self.options.seed)
-        self.run_id = self.rng.randrange(1000, 10000)
+    def random(self, who: str) -> random.Random:
+        return random.Random(None if self.options.seed is None else f"{self.options.seed}:{who}")
 
     def patient_id(self, n: int) -> str:
         return f"{self.run_id}{n:04d}"
@@ -87,7 +88,7 @@ class Morning:
 
     async def pause(self, low: float, high: float) -> None:
         """Wait a committee's `low`..`high` seconds, compressed by the speed."""
-        await asyncio.sleep(self.rng.uniform(low, high) / self.options.speed)
+        await asyncio.sleep(self.examinees.uniform(low, high) / self.options.speed)
 
     def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(work, name=name)
@@ -149,7 +150,7 @@ class Morning:
                     return
                 elif frame.get("event") in ("NO_SHOW", "CANCELLED"):
                     # Half come back later and ask for their next clinic again.
-                    if self.rng.random() < 0.5:
+                    if self.examinees.random() < 0.5:
                         return
                     await self.pause(300, 900)
                     with contextlib.suppress(ClientError):
@@ -179,7 +180,7 @@ class Rooms:
 
     def __init__(self, morning: Morning, desk: Desk, staff: Client) -> None:
         self.morning, self.desk, self.staff = morning, desk, staff
-        self.rng = morning.rng
+        self.rng = morning.random(desk.clinic)
         self.plans: dict[int, Step] = {}
         self.next_call = 0.0
         self.pin: str | None = None
