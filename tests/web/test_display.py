@@ -125,3 +125,22 @@ async def test_a_dead_link_shows_offline_and_recovers(
         display.errors = [e for e in display.errors if "ERR_INTERNET_DISCONNECTED" not in e
                           and "WebSocket" not in e]
         display.assert_clean()
+
+
+async def test_a_display_offline_for_ten_minutes_reloads_itself(
+        browser: Any, dsn: str, clock: ManualClock) -> None:
+    """After ten minutes without the server the page loads itself again (fake clock)."""
+    async with site(dsn, clock) as live:
+        url = f"{live.http_url}/display?clinics=lab&name=Lab"
+        context = await browser.new_context(viewport=WALL)
+        page = await context.new_page()
+        await page.clock.install()
+        await page.goto(url)
+        await page.wait_for_function("() => window.mmcProbe && window.mmcProbe.ready"
+                                     " && document.getElementById('connection').hidden")
+    await page.wait_for_function("() => !document.getElementById('connection').hidden")
+    await page.clock.fast_forward("09:00")
+    assert await page.evaluate("window.mmcProbe && window.mmcProbe.ready")
+    async with page.expect_request(lambda r: r.url == url and r.is_navigation_request()):
+        await page.clock.fast_forward("02:00")
+    await context.close()
