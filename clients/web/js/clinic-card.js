@@ -1,7 +1,7 @@
 // One clinic's panel on the waiting-room display: its names, floor, the number called
 // now, the last five calls, the waiting count; built with createElement, text only.
 
-import { floorName, t } from "./strings.js";
+import { floorName, lang, t } from "./strings.js";
 
 function el(tag, className, attrs = {}) {
   const node = document.createElement(tag);
@@ -16,8 +16,8 @@ export class ClinicCard {
     this.state = null;        // {name, name_ar, floor, called, serving, waiting, is_paused}
     this.root = el("section", "clinic", { "aria-labelledby": `clinic-${code}-name`, "data-clinic": code });
     const head = el("h2", "clinic-name", { id: `clinic-${code}-name` });
-    this.nameAr = el("span", "name-ar", { lang: "ar" });
-    this.nameEn = el("span", "name-en", { lang: "en" });
+    this.nameAr = el("span", "", { lang: "ar" });
+    this.nameEn = el("span", "", { lang: "en" });
     head.append(this.nameAr, this.nameEn);
     this.floor = el("p", "floor");
     this.paused = el("p", "paused");
@@ -83,6 +83,9 @@ export class ClinicCard {
     const names = this.names();
     this.nameAr.textContent = names.ar;
     this.nameEn.textContent = names.en;
+    const arabicFirst = lang() === "ar";
+    this.nameAr.className = arabicFirst ? "name-first" : "name-second";
+    this.nameEn.className = arabicFirst ? "name-second" : "name-first";
     this.floor.textContent = s ? floorName(s.floor) : "";
     this.nowLabel.textContent = t("display.nowCalling");
     this.recentLabel.textContent = t("display.lastCalls");
