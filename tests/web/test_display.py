@@ -7,7 +7,10 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
+import asyncpg
+
 from server.clock import ManualClock
+from server.db import init_connection
 from tests.realtime import Peer
 from tests.web.browser import (
     AXE,
@@ -144,3 +147,50 @@ async def test_a_display_offline_for_ten_minutes_reloads_itself(
     async with page.expect_request(lambda r: r.url == url and r.is_navigation_request()):
         await page.clock.fast_forward("02:00")
     await context.close()
+
+
+SIX = ("lab", "xray", "vitals", "eyes", "internal", "ent")
+
+
+async def test_six_clinics_fit_one_screen_in_both_languages(
+        browser: Any, dsn: str, clock: ManualClock) -> None:
+    """Six clinics, each with a number and four earlier calls, without scrolling."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await init_connection(conn)
+        for i, clinic in enumerate(SIX):
+            for n in range(6):
+                patient = f"8{i}{n:04d}"
+                await conn.execute("SELECT mmc_patient_login($1, 'male', $2)", patient,
+                                   clock.now())
+                await conn.execute("SELECT mmc_queue_enter($1, $2, $3)", patient, clinic,
+                                   clock.now())
+    finally:
+        await conn.close()
+    async with site(dsn, clock) as live:
+        staff = await Staff.open(live, dsn)
+        for _ in range(5):
+            for clinic in SIX:
+                await staff.call(clinic)
+        for lang in ("ar", "en"):
+            display = await open_page(
+                browser, f"{live.http_url}/display?clinics={','.join(SIX)}&name=Hall%20D",
+                f"{lang}-display-six", viewport=WALL, lang=lang)
+            await display.wait("() => document.querySelectorAll('.recent-list li').length"
+                               " === 24")
+            await display.shot("calling")
+            # Every piece of every card inside its card (a card hides what overflows).
+            crowded = await display.page.evaluate(
+                """() => [...document.querySelectorAll('.clinic')].flatMap(card => {
+                     const box = card.getBoundingClientRect();
+                     return [...card.querySelectorAll('*')].filter(e => {
+                       const r = e.getBoundingClientRect();
+                       return r.height > 0 && (r.bottom > box.bottom + 1 || r.top < box.top - 1
+                         || r.left < box.left - 1 || r.right > box.right + 1);
+                     }).map(e => `${card.dataset.clinic}: ${e.className || e.tagName}`);
+                   })""")
+            assert crowded == []
+            assert await display.page.evaluate(
+                "document.documentElement.scrollHeight <= innerHeight")
+            display.assert_clean()
+        await staff.close()

@@ -32,7 +32,9 @@ export class ClinicCard {
     this.waitingLabel = el("span", "label");
     this.waitingCount = el("span", "count");
     waiting.append(this.waitingLabel, this.waitingCount);
-    this.root.append(head, this.floor, this.paused, this.nowLabel, this.number, recent, waiting);
+    const foot = el("div", "clinic-foot");
+    foot.append(recent, waiting);
+    this.root.append(head, this.floor, this.paused, this.nowLabel, this.number, foot);
     this.render();
   }
 
