@@ -22,7 +22,8 @@ from starlette.routing import BaseRoute, Route
 
 WEB_ROOT = Path(__file__).resolve().parent.parent / "clients" / "web"
 BUILD_MARK = "__BUILD__"
-PAGES = {"/": "patient.html", "/display": "display.html"}
+PAGES = {"/": "patient.html", "/display": "display.html", "/clinic": "clinic.html",
+         "/admin": "admin.html", "/reception": "reception.html"}
 # Only these kinds are served; anything else under clients/web (a test, a README) is not.
 TYPES = {
     ".html": "text/html; charset=utf-8",
