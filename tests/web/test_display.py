@@ -61,6 +61,13 @@ async def test_a_display_reports_its_presence_and_flashes_its_name(
         await staff.close()
 
 
+async def _announced(staff: Staff, seq: int) -> dict[str, Any] | None:
+    for row in await displays(staff):
+        if row.get("last_announced") == seq:
+            return row
+    return None
+
+
 async def _named(staff: Staff, name: str) -> dict[str, Any] | None:
     for row in await displays(staff):
         if row.get("name") == name and row.get("connected"):
@@ -88,9 +95,15 @@ async def test_a_call_is_spoken_by_the_server_in_both_languages(
         # The chime and two spoken sentences take a few seconds of real time.
         await display.wait("() => window.mmcProbe.played.length === 1", within_ms=30000)
         played = await display.page.evaluate("window.mmcProbe.played")
-        assert played == [{"clinic": "lab", "number": 1, "voices": ["server", "server"]}]
+        heard = await announced(display)
+        assert played == [{"clinic": "lab", "number": 1, "seq": heard[0]["seq"],
+                           "voices": ["server", "server"]}]
         assert sorted(u.rsplit("lang=", 1)[-1] for u in fetched) == ["ar", "en"]
-        assert len(await announced(display)) == 1
+        assert len(heard) == 1
+        # The next hello tells the admin which call the screen actually said.
+        await display.page.reload()
+        row = await eventually(lambda: _announced(staff, heard[0]["seq"]))
+        assert row["voice"] == "server" and row["sound"] is True
         display.assert_clean()
         await patient.close()
         await staff.close()

@@ -17,7 +17,7 @@ export class Announcer {
     this.askServerAgainAt = 0;
     this.listeners = new Set();
     this.cache = new Map();     // url -> AudioBuffer
-    this.played = [];           // {clinic, number, voices: [ar, en]} of the calls played
+    this.played = [];           // {clinic, number, seq, voices: [ar, en]} of the calls played
   }
 
   /** Create (or resume) the audio context; true when sound can play now. With Chromium's
@@ -75,7 +75,7 @@ export class Announcer {
       await sleep(GAP_MS);
       voices.push(await this.speak(call, code));
     }
-    this.played.push({ clinic: call.clinic, number: call.number, voices });
+    this.played.push({ clinic: call.clinic, number: call.number, seq: call.seq, voices });
     if (this.played.length > 100) this.played.shift();
     this.changed();
   }

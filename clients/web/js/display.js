@@ -14,6 +14,7 @@ const RELOAD_AFTER_OFFLINE_MS = 10 * 60 * 1000;
 const WAITING_REFRESH_MS = 1000;
 const ANNOUNCED_KEY = "mmc.display.announced";
 const DISPLAY_ID_KEY = "mmc.display.id";
+const LAST_PLAYED_KEY = "mmc.display.lastPlayed";
 
 // What tests and the benchmark read: every call this page announced, in order.
 const probe = (window.mmcProbe = { announced: [], played: null, ready: false });
@@ -36,15 +37,22 @@ const announced = storage.get(ANNOUNCED_KEY, {});   // clinic -> highest seq ann
 const cards = new Map(codes.map((code) => [code, new ClinicCard(code)]));
 const announcer = new Announcer();
 probe.played = announcer.played;
+announcer.onChange(() => {
+  const played = announcer.played.at(-1);
+  if (played) storage.set(LAST_PLAYED_KEY, played.seq);
+});
 let socket = null;
 
 function byId(id) {
   return document.getElementById(id);
 }
 
+/** The seq of the last call this screen actually played (kept across reloads): what the
+ *  admin's list shows, so a screen that shows calls but says nothing stands out. */
 function lastAnnounced() {
-  const seqs = codes.map((c) => announced[c]).filter((s) => typeof s === "number");
-  return seqs.length ? Math.max(...seqs) : null;
+  const played = announcer.played.at(-1);
+  const seq = played ? played.seq : storage.get(LAST_PLAYED_KEY, null);
+  return typeof seq === "number" ? seq : null;
 }
 
 function remember(code, seq) {
