@@ -12,9 +12,6 @@ const CLINIC_CODE = /^[a-z][a-z0-9_]{0,31}$/;
 const HELLO_EVERY_MS = 15000;
 const RELOAD_AFTER_OFFLINE_MS = 10 * 60 * 1000;
 const WAITING_REFRESH_MS = 1000;
-const ANNOUNCED_KEY = "mmc.display.announced";
-const DISPLAY_ID_KEY = "mmc.display.id";
-const LAST_PLAYED_KEY = "mmc.display.lastPlayed";
 
 // What tests and the benchmark read: every call this page announced, in order.
 const probe = (window.mmcProbe = { announced: [], played: null, ready: false });
@@ -23,6 +20,11 @@ const params = new URLSearchParams(location.search);
 const codes = [...new Set((params.get("clinics") || "").split(",")
   .map((c) => c.trim().toLowerCase()).filter((c) => CLINIC_CODE.test(c)))].slice(0, MAX_CLINICS);
 const displayName = (params.get("name") || codes.join(" · ") || "display").slice(0, 64);
+// Per screen (its name and clinics): two displays opened in one browser keep apart.
+const SCREEN = `${displayName}|${codes.join(",")}`;
+const ANNOUNCED_KEY = `mmc.display.announced:${SCREEN}`;
+const DISPLAY_ID_KEY = `mmc.display.id:${SCREEN}`;
+const LAST_PLAYED_KEY = `mmc.display.lastPlayed:${SCREEN}`;
 
 const storage = {
   get(key, fallback) {
