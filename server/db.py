@@ -62,7 +62,12 @@ async def _keep_session(conn: Conn) -> None:
 
 def is_connection_failure(exc: BaseException) -> bool:
     """True when the failure is the database being out of reach, not the statement."""
-    if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError)):
+    # InternalClientError: the driver's protocol state is wedged, as when a pooled
+    # connection still waits out the error Postgres sent while it shut down (measured
+    # by tests/chaos after `pg_ctl restart`: "cannot switch to state 12; another
+    # operation (2) is in progress"). The statement never ran; the connection is gone.
+    if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError,
+                        asyncpg.InternalClientError)):
         return True
     if isinstance(exc, asyncpg.PostgresError):
         state = exc.sqlstate or ""
@@ -90,8 +95,11 @@ def translate(exc: BaseException) -> errors.MMCError:
             return errors.Unavailable("busy; retry", retry_after=1)
         if state.startswith("22"):
             return errors.BadRequest("invalid value")
+    # A driver's own error (never a server message, which may quote data) says which
+    # state it was in: the only way to tell one from another afterwards.
     log.error("database.unexpected_error", error_type=type(exc).__name__,
-              sqlstate=getattr(exc, "sqlstate", None))
+              sqlstate=getattr(exc, "sqlstate", None),
+              detail=None if isinstance(exc, asyncpg.PostgresError) else str(exc)[:160])
     return errors.Internal()
 
 
@@ -146,19 +154,29 @@ class Database:
         self.record_outcome(None)
 
     @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[Conn]:
+        """A pooled connection; one whose driver state is wedged is never lent again."""
+        async with self.pool.acquire() as conn:
+            try:
+                yield conn
+            except asyncpg.InternalClientError:
+                conn.terminate()
+                raise
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:
         """One transaction on a pooled connection; errors leave translated."""
-        async with self.guarded(), self.pool.acquire() as conn, conn.transaction():
+        async with self.guarded(), self.acquire() as conn, conn.transaction():
             yield conn
 
     async def row(self, sql: str, *args: Any) -> asyncpg.Record | None:
         """Run one statement and return its first row (its own transaction, as `call`)."""
-        async with self.guarded(), self.pool.acquire() as conn:
+        async with self.guarded(), self.acquire() as conn:
             found: asyncpg.Record | None = await conn.fetchrow(sql, *args)
             return found
 
     async def call(self, sql: str, *args: Any) -> Any:
         """Run one statement and return its single value. A lone statement is its own
         transaction: no BEGIN/COMMIT round trips (every command is one such call)."""
-        async with self.guarded(), self.pool.acquire() as conn:
+        async with self.guarded(), self.acquire() as conn:
             return await conn.fetchval(sql, *args)

@@ -1,0 +1,88 @@
+"""`python -m tests.chaos [--quick]`: faults under load behind nginx, with a ledger;
+results in tests/chaos/results/ (latest.json and latest.md; the quick run's in quick/)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tests.chaos import nginx
+from tests.chaos.report import markdown
+from tests.chaos.run import Plan, Run
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# The whole run stops itself past this, whatever it is doing (the Makefile's limits).
+DEADLINE = {True: 290.0, False: 1780.0}
+
+
+def say(text: str) -> None:
+    stamp = datetime.now(UTC).strftime("%H:%M:%S")
+    print(f"[chaos {stamp}] {text}", flush=True)
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+    except OSError:
+        return "unknown"
+
+
+def watchdog(seconds: float) -> None:
+    """Past the deadline: interrupt the main thread (its `finally` stops every child);
+    if that does not end the run within a minute, kill this process group's children."""
+    def fire() -> None:
+        say(f"deadline of {seconds:.0f} s reached: stopping")
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(60)
+        say("still running a minute later: exiting hard")
+        os._exit(3)
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.chaos")
+    parser.add_argument("--quick", action="store_true", help="the 5-minute run (CI)")
+    ns = parser.parse_args()
+    if nginx.binary() is None:
+        print("nginx is not installed (Debian: apt-get install nginx-light)", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    watchdog(DEADLINE[ns.quick])
+    plan = Plan.make(ns.quick)
+    started = datetime.now(UTC)
+    results: dict[str, Any] = Run(plan, say).execute()
+    results["meta"] = {
+        "started": started.isoformat(timespec="seconds"), "commit": commit(),
+        "command": "make chaos-quick" if ns.quick else "make chaos",
+        "machine": f"{os.cpu_count()}-core {platform.machine()}, Linux {platform.release()}, "
+                   f"Python {platform.python_version()}",
+        "nginx": subprocess.run([nginx.binary() or "nginx", "-v"], capture_output=True,
+                                text=True).stderr.strip(),
+    }
+    out = RESULTS / "quick" if ns.quick else RESULTS
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    text = markdown(results)
+    (out / "latest.md").write_text(text)
+    print(text)
+    failed = [f["fault"] for f in results["faults"] if not f["holds"]]
+    soak_ok = results["soak"].get("holds", False)
+    return 0 if not failed and soak_ok and results["final"]["holds"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

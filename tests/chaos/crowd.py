@@ -1,0 +1,669 @@
+"""One crowd process: picows clients (displays, phones, staff) that reconnect through
+nginx and resume with `since`, each keeping a ledger of the seqs it accepted, plus the
+mixed command driver; driven over a pipe by the coordinator like tests/bench/loadgen."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import re
+import resource
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from multiprocessing.connection import Connection
+from typing import Any
+
+import orjson
+import uvloop
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+from tests.bench import stats
+
+DISPLAY, PHONE, STAFF = "display", "phone", "staff"
+SETUP_TIMEOUT = 5.0
+REPLY_TIMEOUT = 10.0          # a command unanswered this long is a hang
+TERMINAL = {"COMPLETED", "SKIPPED", "NO_SHOW", "CANCELLED"}
+WAITING, CALLED, FINISHED = 1, 2, 3
+# A phone's own entry is active in these (snapshot statuses and event names alike).
+ACTIVE = {"WAITING", "CALLED", "IN_PROGRESS", "ENTERED", "RECALLED"}
+# A full patient ID (10+ digits in a row) or a PIN's field in a public or patient frame.
+FULL_ID = re.compile(rb"(?<![0-9A-Za-z])[0-9]{10,}(?![0-9A-Za-z])")
+RECENT = 2048                 # accepted seqs remembered to tell a repeat from a late one
+LAG_SAMPLE = 200_000
+
+
+@dataclass(frozen=True)
+class Spec:
+    kind: str
+    clinic: str
+    channel: str
+    token: str | None = None
+    patient: str | None = None
+
+
+@dataclass
+class Segment:
+    """Seqs accepted without a reset in between: (start, last], how many, their sum."""
+
+    start: int
+    last: int
+    count: int = 0
+    total: int = 0
+
+
+@dataclass
+class Ledger:
+    segments: list[Segment] = field(default_factory=list)
+    recent: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT))
+    recent_set: set[int] = field(default_factory=set)
+    duplicates: int = 0      # a seq seen before, dropped by the client's de-duplication
+    out_of_order: int = 0    # a seq below the last one that was never seen
+    resets: int = 0          # a resume answered with a reset snapshot
+
+    @property
+    def last(self) -> int | None:
+        return self.segments[-1].last if self.segments else None
+
+    def remember(self, seq: int) -> None:
+        if len(self.recent) == RECENT:
+            self.recent_set.discard(self.recent[0])
+        self.recent.append(seq)
+        self.recent_set.add(seq)
+
+
+class Client(WSListener):
+    def __init__(self, crowd: Crowd, spec: Spec) -> None:
+        self.crowd = crowd
+        self.spec = spec
+        self.transport: WSTransport | None = None
+        self.ids = itertools.count(1)
+        self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.ledger = Ledger()
+        self.up = False
+        self.down = asyncio.Event()
+        self.subscribed: asyncio.Future[None] | None = None
+        self.connects = 0
+        self.close_codes: list[int] = []
+        self.worst_lag: float | None = None
+        self.dropped_at: float | None = None
+        self.reconnect_gaps: list[float] = []
+        self.reading = True
+        self.status: str | None = None   # a phone's own entry, from its `me` events
+        self.not_before = 0.0            # retry_after: no command before this
+
+    # picows callbacks ------------------------------------------------------------------
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type is WSMsgType.TEXT:
+            self.crowd.on_text(self, frame.get_payload_as_bytes())
+        elif frame.msg_type is WSMsgType.CLOSE:
+            self.close_codes.append(frame.get_close_code().value)
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.up = False
+        if self.dropped_at is None:
+            self.dropped_at = time.monotonic()
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(ConnectionError("closed"))
+        self.pending.clear()
+        if self.subscribed is not None and not self.subscribed.done():
+            self.subscribed.set_exception(ConnectionError("closed"))
+        self.down.set()
+
+    def request(self, op: str, args: dict[str, Any] | None = None) -> asyncio.Future[Any]:
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieve)
+        if self.transport is None or self.down.is_set():
+            future.set_exception(ConnectionError("not connected"))
+            return future
+        rid = next(self.ids)
+        self.pending[rid] = future
+        body: dict[str, Any] = {"id": rid, "op": op}
+        if args is not None:
+            body["args"] = args
+        self.transport.send(WSMsgType.TEXT, orjson.dumps(body))
+        return future
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+@dataclass
+class Window:
+    """What happened during one fault (or soak slice)."""
+
+    started: float = field(default_factory=time.time)
+    lags: list[float] = field(default_factory=list)
+    lag_seen: int = 0
+    privacy: list[str] = field(default_factory=list)
+    leaks: int = 0
+    own_id_frames: int = 0
+
+    def leak(self, what: str) -> None:
+        self.leaks += 1
+        if len(self.privacy) < 5:
+            self.privacy.append(what)
+
+
+class Crowd:
+    def __init__(self) -> None:
+        self.url = ""
+        self.source = "127.0.0.1"
+        self.clients: list[Client] = []
+        self.keepers: list[asyncio.Task[None]] = []
+        self.stopping = False
+        self.window = Window()
+        self.connect_errors: dict[str, int] = {}
+        self.driver: Driver | None = None
+
+    # frames ----------------------------------------------------------------------------
+
+    def on_text(self, client: Client, data: bytes) -> None:
+        now = time.time()
+        frame = orjson.loads(data)
+        if "ok" in frame:
+            future = client.pending.pop(frame.get("id"), None)
+            if future is not None and not future.done():
+                future.set_result(frame)
+            return
+        kind = frame.get("type")
+        if kind in ("event", "snapshot", "notice") and client.spec.kind != STAFF:
+            self.check_privacy(client, data)
+        if kind == "event":
+            self.on_event(client, frame, now)
+        elif kind == "snapshot":
+            self.on_snapshot(client, frame)
+
+    def check_privacy(self, client: Client, data: bytes) -> None:
+        w = self.window
+        own = (client.spec.patient or "").encode()
+        if own and own in data:
+            # The patient's own ID on its own channel (the `me` snapshot carries it):
+            # counted apart, it tells nobody anything new. Anyone else's is a leak.
+            w.own_id_frames += 1
+            data = data.replace(own, b"")
+        if b'"pin"' in data or b'"pins"' in data:
+            w.leak(f"{client.spec.channel}: a pin field: {data[:200]!r}")
+        elif FULL_ID.search(data):
+            w.leak(f"{client.spec.channel}: a full ID: {data[:200]!r}")
+
+    def on_snapshot(self, client: Client, frame: dict[str, Any]) -> None:
+        ledger, seq = client.ledger, int(frame["seq"])
+        if ledger.last is None:
+            ledger.segments.append(Segment(seq, seq))
+        elif frame.get("reset"):
+            # What lay between the last seq and this snapshot is not known to have
+            # arrived: a new segment, and the ledger counts the reset. (A `me` resume
+            # ends with a snapshot that is not a reset: every event up to its seq came
+            # before it, and the ledger holds the server to that.)
+            ledger.resets += 1
+            ledger.segments.append(Segment(seq, seq))
+        if client.spec.kind == PHONE:
+            entry = (frame.get("state") or {}).get("entry")
+            client.status = entry.get("status") if isinstance(entry, dict) else None
+        if client.subscribed is not None and not client.subscribed.done():
+            client.subscribed.set_result(None)
+
+    def on_event(self, client: Client, frame: dict[str, Any], now: float) -> None:
+        ledger, seq = client.ledger, int(frame["seq"])
+        last = ledger.last
+        if last is None:
+            return  # before the snapshot: not part of this client's ledger
+        if seq <= last:
+            if seq in ledger.recent_set:
+                ledger.duplicates += 1
+            else:
+                ledger.out_of_order += 1
+            return
+        segment = ledger.segments[-1]
+        segment.count += 1
+        segment.total += seq
+        segment.last = seq
+        ledger.remember(seq)
+        if client.subscribed is not None and not client.subscribed.done():
+            client.subscribed.set_result(None)  # a replay answers a resume
+        lag = now - datetime.fromisoformat(frame["at"]).timestamp()
+        if client.worst_lag is None or lag > client.worst_lag:
+            client.worst_lag = lag
+        w = self.window
+        w.lag_seen += 1
+        if len(w.lags) < LAG_SAMPLE:
+            w.lags.append(lag)
+        elif (j := random.randrange(w.lag_seen)) < LAG_SAMPLE:
+            w.lags[j] = lag
+        name = frame.get("event")
+        if client.spec.kind == PHONE:
+            if name in TERMINAL:
+                client.status = None
+            elif name in ("ENTERED", "CALLED", "RECALLED"):
+                client.status = name
+        elif client.spec.kind == STAFF and self.driver is not None:
+            self.driver.on_staff_event(client.spec.clinic, seq, name,
+                                       (frame.get("data") or {}).get("number"))
+
+    # keeping each client connected -----------------------------------------------------
+
+    async def keep(self, client: Client) -> None:
+        attempt = 0
+        while not self.stopping:
+            try:
+                await self.open(client)
+                attempt = 0
+                await client.down.wait()
+            except Exception as exc:
+                name = type(exc).__name__
+                self.connect_errors[name] = self.connect_errors.get(name, 0) + 1
+                if client.transport is not None and not client.down.is_set():
+                    client.transport.disconnect(graceful=False)
+            if self.stopping:
+                return
+            # Jittered backoff, as clients/python: a storm must not come back in step.
+            delay = min(2.0, 0.1 * 2 ** min(attempt, 5))
+            await asyncio.sleep(random.uniform(delay / 2, delay))
+            attempt += 1
+
+    async def open(self, client: Client) -> None:
+        client.down = asyncio.Event()
+        client.transport = None
+        _, listener = await ws_connect(
+            lambda: client, self.url, local_addr=(self.source, 0),
+            extra_headers={"Sec-WebSocket-Protocol": "mmc.v1"},
+            websocket_handshake_timeout=SETUP_TIMEOUT, max_frame_size=1 << 20)
+        assert listener is client
+        client.connects += 1
+        async with asyncio.timeout(SETUP_TIMEOUT):
+            if client.spec.token is not None:
+                reply = await client.request("auth", {"token": client.spec.token})
+                if not reply.get("ok"):
+                    raise RuntimeError(f"auth {reply.get('error')}")
+            args: dict[str, Any] = {"channel": client.spec.channel}
+            if client.ledger.last is not None:
+                args["since"] = client.ledger.last
+            client.subscribed = asyncio.get_running_loop().create_future()
+            client.subscribed.add_done_callback(_retrieve)
+            reply = await client.request("subscribe", args)
+            if not reply.get("ok"):
+                raise RuntimeError(f"subscribe {reply.get('error')}")
+        client.up = True
+        if client.dropped_at is not None:
+            client.reconnect_gaps.append(time.monotonic() - client.dropped_at)
+            client.dropped_at = None
+        if not client.reading and client.transport is not None:
+            client.transport.underlying_transport.pause_reading()
+
+    # commands from the coordinator -----------------------------------------------------
+
+    async def cmd_connect(self, url: str, source: str, specs: list[dict[str, Any]],
+                          within: float) -> dict[str, Any]:
+        self.url, self.source = url, source
+        new = [Client(self, Spec(**s)) for s in specs]
+        self.clients += new
+        if any(c.spec.kind == STAFF for c in new):
+            self.driver = Driver(self)
+        for i, client in enumerate(new):
+            self.keepers.append(asyncio.create_task(self.keep(client)))
+            if i % 50 == 49:
+                await asyncio.sleep(0.02)  # a gentle start, not a storm
+        await self.settle(new, within)
+        return {"up": sum(c.up for c in new), "errors": dict(self.connect_errors)}
+
+    @staticmethod
+    async def settle(clients: list[Client], within: float) -> None:
+        """Until every client is up (bounded): polled, the keepers own the events."""
+        for _ in range(int(within / 0.1)):
+            if all(c.up for c in clients):
+                return
+            await asyncio.sleep(0.1)
+
+    async def cmd_window(self) -> dict[str, Any]:
+        """Start a new window: lags and reconnect gaps from now on."""
+        self.window = Window()
+        for c in self.clients:
+            c.worst_lag = None
+            c.reconnect_gaps = []
+            c.close_codes = []
+        if self.driver is not None:
+            self.driver.reset()
+        return {}
+
+    async def cmd_report(self) -> dict[str, Any]:
+        w = self.window
+        lags = sorted(w.lags)
+        return {
+            "lag_p50": stats.percentile(lags, 50), "lag_p99": stats.percentile(lags, 99),
+            "lag_max": lags[-1] if lags else None, "lag_events": w.lag_seen,
+            "worst_lags": [c.worst_lag for c in self.clients if c.worst_lag is not None],
+            "gaps": [g for c in self.clients for g in c.reconnect_gaps],
+            "reconnected": sum(1 for c in self.clients if c.reconnect_gaps),
+            "down": sum(1 for c in self.clients if not c.up),
+            "close_codes": sorted({x for c in self.clients for x in c.close_codes}),
+            "privacy": w.privacy, "leaks": w.leaks, "own_id_frames": w.own_id_frames,
+            "commands": self.driver.report() if self.driver is not None else None,
+            "connect_errors": dict(self.connect_errors),
+        }
+
+    async def cmd_current(self, heads: dict[str, int]) -> dict[str, Any]:
+        """How many connected clients have not yet reached their channel's head."""
+        behind = 0
+        for c in self.clients:
+            head = heads.get(self.key(c))
+            if head is not None and (not c.up or (c.ledger.last or 0) < head):
+                behind += 1
+        return {"behind": behind}
+
+    @staticmethod
+    def key(c: Client) -> str:
+        return f"me:{c.spec.patient}" if c.spec.channel == "me" else c.spec.channel
+
+    async def cmd_ledger(self) -> dict[str, Any]:
+        """Every client's segments, duplicates and late seqs since the last call; the
+        ledgers then start again from each client's last seq."""
+        out = []
+        for c in self.clients:
+            ledger = c.ledger
+            out.append({"key": self.key(c), "kind": c.spec.kind,
+                        "segments": [[s.start, s.last, s.count, s.total]
+                                     for s in ledger.segments],
+                        "duplicates": ledger.duplicates, "out_of_order": ledger.out_of_order,
+                        "resets": ledger.resets})
+            if ledger.segments:
+                last = ledger.segments[-1].last
+                ledger.segments = [Segment(last, last)]
+            ledger.duplicates = ledger.out_of_order = ledger.resets = 0
+        return {"clients": out}
+
+    async def drive_logged(self, plan: dict[str, Any]) -> None:
+        assert self.driver is not None
+        try:
+            await self.driver.run(**plan)
+        except Exception:
+            self.driver.failure = traceback.format_exc(limit=-4)
+
+    async def cmd_halt(self) -> dict[str, Any]:
+        """Stop the command driver and wait for its last replies."""
+        if self.driver is not None:
+            self.driver.stop = True
+            await self.driver.idle.wait()
+        return {}
+
+    async def cmd_stop_reading(self, fraction: float) -> dict[str, Any]:
+        """A fraction of the watchers stop reading their sockets (they stay open)."""
+        watchers = [c for c in self.clients if c.spec.kind == DISPLAY]
+        chosen = watchers[:max(1, int(len(watchers) * fraction))] if watchers else []
+        for c in chosen:
+            c.reading = False
+            if c.up and c.transport is not None:
+                c.transport.underlying_transport.pause_reading()
+        return {"stopped": len(chosen)}
+
+    async def cmd_resume_reading(self) -> dict[str, Any]:
+        for c in self.clients:
+            if not c.reading:
+                c.reading = True
+                if c.transport is not None and not c.down.is_set():
+                    c.transport.underlying_transport.resume_reading()
+        return {}
+
+    async def cmd_drop_all(self) -> dict[str, Any]:
+        """A reconnect storm: every socket cut at once (each keeper reconnects)."""
+        for c in self.clients:
+            if c.transport is not None and not c.down.is_set():
+                c.transport.disconnect(graceful=False)
+        return {"dropped": len(self.clients)}
+
+    async def close_all(self) -> None:
+        self.stopping = True
+        if self.driver is not None:
+            self.driver.stop = True
+        for c in self.clients:
+            if c.transport is not None and not c.down.is_set():
+                c.transport.send_close(WSCloseCode.OK)
+                c.transport.disconnect()
+        for task in self.keepers:
+            task.cancel()
+        await asyncio.gather(*self.keepers, return_exceptions=True)
+
+    async def serve(self, conn: Connection) -> None:
+        loop = asyncio.get_running_loop()
+        background: set[asyncio.Task[Any]] = set()
+        while True:
+            message: dict[str, Any] = await loop.run_in_executor(None, conn.recv)
+            command = message.pop("cmd")
+            if command == "close":
+                await self.close_all()
+                conn.send({})
+                return
+            if command == "drive":  # runs in the background; `report` reads it
+                task = asyncio.create_task(self.drive_logged(message))
+                background.add(task)
+                task.add_done_callback(background.discard)
+                conn.send({})
+                continue
+            try:
+                result = await getattr(self, f"cmd_{command}")(**message)
+            except Exception:
+                result = {"failed": traceback.format_exc(limit=-3)}
+            conn.send(result)
+
+
+class Driver:
+    """The mixed commands (enter, call, done in turn, as tests/bench/mixed.py), issued
+    at a steady rate whatever happens; who waits and who is called is read from the
+    staff channels' events, so a reply lost in a fault cannot mislead it."""
+
+    def __init__(self, crowd: Crowd) -> None:
+        self.crowd = crowd
+        self.stop = False
+        self.waiting: dict[str, set[int]] = {}
+        self.called: dict[str, list[int]] = {}  # in the order they were called
+        self.applied: dict[str, int] = {}
+        self.rank: dict[str, dict[int, int]] = {}
+        self.inflight: set[tuple[str, str, int]] = set()
+        self.entering: set[str] = set()
+        self.failure: str | None = None
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self.reset()
+
+    def reset(self) -> None:
+        self.outcomes: dict[str, int] = {}
+        self.replies: list[float] = []
+        self.issued = 0
+        self.not_sent = 0
+        self.waited = 0
+        self.without_retry_after = 0
+
+    def on_staff_event(self, clinic: str, seq: int, name: str | None,
+                       number: int | None) -> None:
+        if seq <= self.applied.get(clinic, 0) or number is None:
+            return
+        self.applied[clinic] = seq
+        if name == "ENTERED":
+            self.advance(clinic, number, WAITING)
+        elif name in ("CALLED", "RECALLED"):
+            self.advance(clinic, number, CALLED)
+        elif name in TERMINAL:
+            self.advance(clinic, number, FINISHED)
+
+    def advance(self, clinic: str, number: int, rank: int) -> None:
+        """A number only moves forward (waiting, called, finished): a reply and the
+        event it caused arrive in either order, and neither may undo the other."""
+        ranks = self.rank.setdefault(clinic, {})
+        before = ranks.get(number, 0)
+        if rank <= before:
+            return
+        ranks[number] = rank
+        waiting = self.waiting.setdefault(clinic, set())
+        called = self.called.setdefault(clinic, [])
+        if before == WAITING:
+            waiting.discard(number)
+        elif before == CALLED and number in called:
+            called.remove(number)
+        if rank == WAITING:
+            waiting.add(number)
+        elif rank == CALLED:
+            called.append(number)
+
+    def outcome(self, name: str) -> None:
+        self.outcomes[name] = self.outcomes.get(name, 0) + 1
+
+    async def ask(self, client: Client, op: str, args: dict[str, Any]) -> dict[str, Any] | None:
+        """The result of `op`, or None (each outcome counted by name)."""
+        if not client.up:
+            self.not_sent += 1  # reconnecting: a real client would wait for its socket
+            return None
+        if client.not_before > time.monotonic():
+            self.waited += 1  # told to retry later: a real client waits, so does this one
+            return None
+        sent = time.perf_counter()
+        try:
+            async with asyncio.timeout(REPLY_TIMEOUT):
+                reply = await client.request(op, args)
+        except TimeoutError:
+            self.outcome("hang")
+            return None
+        except ConnectionError:
+            self.outcome("socket_closed")
+            return None
+        self.replies.append(time.perf_counter() - sent)
+        if reply.get("ok"):
+            self.outcome("ok")
+            result: dict[str, Any] = reply.get("result") or {}
+            return result
+        code = str(reply.get("error"))
+        self.outcome(code)
+        retry_after = reply.get("retry_after")
+        if code == "unavailable" and not retry_after:
+            self.without_retry_after += 1
+        if isinstance(retry_after, int | float) and retry_after > 0:
+            # Honoured, but capped: the run wants to see the recovery soon after it.
+            client.not_before = time.monotonic() + min(float(retry_after), 2.0)
+        return None
+
+    async def call(self, who: Client, clinic: str) -> None:
+        result = await self.ask(who, "queue.call", {"clinic": clinic})
+        called = (result or {}).get("called")
+        if isinstance(called, dict) and called.get("number") is not None:
+            self.advance(clinic, int(called["number"]), CALLED)
+
+    async def done(self, who: Client, clinic: str, number: int) -> None:
+        if await self.ask(who, "queue.done", {"clinic": clinic, "number": number}) is not None:
+            self.advance(clinic, number, FINISHED)
+
+    def report(self) -> dict[str, Any]:
+        replies = sorted(self.replies)
+        return {"issued": self.issued, "not_sent": self.not_sent, "waited": self.waited,
+                "outcomes": self.outcomes,
+                "failure": self.failure, "phones_free": sum(
+                    1 for c in self.crowd.clients
+                    if c.spec.kind == PHONE and c.up and c.status not in ACTIVE),
+                "without_retry_after": self.without_retry_after,
+                "reply_p50_ms": _ms(stats.percentile(replies, 50)),
+                "reply_p99_ms": _ms(stats.percentile(replies, 99))}
+
+    async def run(self, rate: float, seconds: float) -> None:
+        self.stop = False
+        self.idle.clear()
+        try:
+            await self._run(rate, seconds)
+        finally:
+            self.idle.set()
+
+    async def _run(self, rate: float, seconds: float) -> None:
+        clients = self.crowd.clients
+        phones = [c for c in clients if c.spec.kind == PHONE]
+        staff: dict[str, list[Client]] = {}
+        for c in clients:
+            if c.spec.kind == STAFF:
+                staff.setdefault(c.spec.clinic, []).append(c)
+        tasks: set[asyncio.Task[None]] = set()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        turn = itertools.count()
+        rr = itertools.count()
+        free_at = itertools.count()
+
+        def launch(coro: Any, key: tuple[str, str, int] | None = None) -> None:
+            self.issued += 1
+            task = asyncio.create_task(coro)
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            if key is not None:
+                self.inflight.add(key)
+                task.add_done_callback(lambda _: self.inflight.discard(key))
+
+        def enter() -> bool:
+            n = len(phones)
+            for _ in range(min(n, 64)):
+                phone = phones[next(free_at) % n]
+                pid = phone.spec.patient or ""
+                if phone.up and phone.status not in ACTIVE and pid not in self.entering:
+                    self.entering.add(pid)
+                    task_done = self.ask(phone, "queue.enter", {"clinic": phone.spec.clinic})
+
+                    async def run(t: Any = task_done, p: str = pid, c: Client = phone) -> None:
+                        try:
+                            if await t is not None and c.status not in ACTIVE:
+                                c.status = "WAITING"  # until its own events say more
+                        finally:
+                            self.entering.discard(p)
+                    launch(run())
+                    return True
+            return False
+
+        def staff_op(kind: str) -> bool:
+            clinics = list(staff)
+            start = next(rr)
+            for i in range(len(clinics)):
+                clinic = clinics[(start + i) % len(clinics)]
+                who = staff[clinic][next(rr) % len(staff[clinic])]
+                if kind == "call":
+                    pending = sum(1 for k in self.inflight if k[0] == "call" and k[1] == clinic)
+                    if len(self.waiting.get(clinic, ())) > pending:
+                        launch(self.call(who, clinic), ("call", clinic, next(rr)))
+                        return True
+                else:
+                    for number in self.called.get(clinic, []):
+                        key = ("done", clinic, number)
+                        if key not in self.inflight:
+                            launch(self.done(who, clinic, number), key)
+                            return True
+            return False
+
+        issued_here = 0
+        while not self.stop and (elapsed := loop.time() - started) < seconds:
+            while issued_here < rate * elapsed:
+                kind = next(turn) % 3
+                done = (enter() if kind == 0 else staff_op("call" if kind == 1 else "done"))
+                if not done:
+                    done = enter() or staff_op("call") or staff_op("done")
+                if not done:
+                    break
+                issued_here += 1
+            await asyncio.sleep(0.005)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value * 1000, 2)
+
+
+def main(conn: Connection) -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    logging.getLogger("picows").setLevel(logging.CRITICAL)
+    uvloop.run(Crowd().serve(conn))

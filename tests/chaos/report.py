@@ -1,0 +1,106 @@
+"""The chaos run's results as Markdown: the table per fault, the hostile crowd, the soak
+and the final ledger (docs/chaos.md explains each column)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _outcomes(commands: dict[str, Any]) -> str:
+    out = commands["outcomes"]
+    parts = [f"{out.get('ok', 0):,} ok"]
+    parts += [f"{v:,} {k}" for k, v in sorted(out.items()) if k != "ok"]
+    if commands["not_sent"]:
+        parts.append(f"{commands['not_sent']:,} held back (socket reconnecting)")
+    if commands.get("waited"):
+        parts.append(f"{commands['waited']:,} held back (retry_after)")
+    return ", ".join(parts)
+
+
+def _s(value: Any) -> str:
+    return "–" if value is None else f"{value}"
+
+
+def fault_table(faults: list[dict[str, Any]]) -> list[str]:
+    lines = ["| fault | lost | dup (resent, dropped by client) | out of order | resets | "
+             "commands during the window | unavailable w/o retry_after | reconnected | "
+             "reconnect s (median / max) | behind s (median / max) | all current after s | "
+             "invariants | holds |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for f in faults:
+        led = f["ledger"]
+        bad = {k: v for k, v in f["invariants"].items() if v}
+        privacy = len(f["privacy"]) + f["logs"]["full_ids"] + f["logs"]["pins"]
+        inv = "hold" if not bad and not privacy else f"**{bad or ''} privacy {privacy}**"
+        lines.append(
+            f"| {f['fault']} | {led['lost'] + led['foreign']} | {led['duplicates']} | "
+            f"{led['out_of_order']} | {led['resets']} | {_outcomes(f['commands'])} | "
+            f"{f['commands']['without_retry_after']} | {f['reconnected']} | "
+            f"{_s(f['reconnect_s']['median'])} / {_s(f['reconnect_s']['max'])} | "
+            f"{_s(f['behind_s']['median'])} / {_s(f['behind_s']['max'])} | "
+            f"{_s(f['all_current_after_s'])} | {inv} | {'yes' if f['holds'] else '**no**'} |")
+    return lines
+
+
+def markdown(r: dict[str, Any]) -> str:
+    meta, clients, rate = r["meta"], r["clients"], r["rate"]
+    lines = [
+        f"Chaos run of {meta['started']} on a {meta['machine']}; commit {meta['commit']}; "
+        f"`{meta['command']}` ({r['seconds']:.0f} s); {meta['nginx']}.",
+        "",
+        f"Load during every fault: {clients['up']:,} clients through nginx "
+        f"({clients['displays']} displays on clinic channels, {clients['phones']} phones on "
+        f"`me`, {clients['staff']} staff on staff channels, over {clients['clinics']} "
+        f"clinics) and mixed enter / call / done commands offered at {rate['offered']}/s "
+        f"(half the benchmark's sustained rate is {rate['benchmark_half']}/s; "
+        "steps tried: " + "; ".join(
+            f"{s['rate']}/s -> {s['achieved']}/s ok, errors {s['errors'] or 'none'}, "
+            f"reply p99 {s['reply_p99_ms']} ms" for s in rate["steps"]) + ").",
+        "",
+        *fault_table(r["faults"]),
+        "",
+    ]
+    hostile = next((f for f in r["faults"] if "hostile" in f["fault"]), None)
+    if hostile is not None:
+        d = hostile["detail"]
+        tally = d["tally"]
+        lines += [
+            f"Hostile clients: honest p99 before / during: command replies "
+            f"{d['baseline']['reply_p99_ms']} / {d['hostile']['reply_p99_ms']} ms "
+            f"(x{d['ratio']['reply_p99_ms']}), event lag {d['baseline']['lag_p99_ms']} / "
+            f"{d['hostile']['lag_p99_ms']} ms (x{d['ratio']['lag_p99_ms']}); within 20%: "
+            f"{'yes' if d['within_20_percent'] else '**no**'}. The hostile crowd sent "
+            f"{tally['sent']:,} frames; answers {tally['error']}, closes {tally['close']}, "
+            f"connects {tally['connect']}.",
+            "",
+        ]
+    soak = r["soak"]
+    grew = [f"{k} {v['early']} -> {v['late']} ({v['growth_pct']}%)"
+            for k, v in soak["growth"].items()]
+    lines += [
+        f"Soak: {soak['seconds']:.0f} s (warm-up {soak['warmup_s']:.0f} s) at "
+        f"{rate['offered']}/s offered: {soak['commands_ok']:,} commands ok "
+        f"({soak['achieved_per_s']}/s), errors {soak['errors'] or 'none'}; command reply p99 per "
+        f"slice first / last / max {soak['reply_p99_ms']['first']} / "
+        f"{soak['reply_p99_ms']['last']} / {soak['reply_p99_ms']['max']} ms; event lag p99 "
+        f"first / last / max {soak['lag_p99_ms']['first']} / {soak['lag_p99_ms']['last']} / "
+        f"{soak['lag_p99_ms']['max']} ms; ledger lost {soak['ledger']['lost']}, "
+        f"duplicates {soak['ledger']['duplicates']}, out of order "
+        f"{soak['ledger']['out_of_order']}; server log errors {soak['logs']['errors']}; "
+        f"holds: {'yes' if soak.get('holds') else '**no**'}.",
+        "",
+        "Growth after warm-up (median of the first third against the last third): "
+        + "; ".join(grew) + ".",
+        "",
+    ]
+    final = r["final"]
+    led = final["ledger"]
+    lines += [
+        f"End: commands stopped, every client current after {final['all_current_after_s']} s; "
+        f"last ledger: {led['accepted']:,} events accepted of {led['expected']:,} expected, "
+        f"lost {led['lost']}, foreign {led['foreign']}, duplicates {led['duplicates']}, out of "
+        f"order {led['out_of_order']}; invariants {final['invariants']}; holds: "
+        f"{'yes' if final['holds'] else '**no**'}.",
+        "",
+    ]
+    return "\n".join(lines)

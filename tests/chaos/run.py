@@ -1,0 +1,522 @@
+"""One chaos run: the stack up, the crowd connected and the commands flowing, then each
+fault in turn under that load (its window measured, the ledger and the invariants
+checked after it), then the soak; every process it started is stopped at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import statistics
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import psutil
+
+from tests.bench import stats
+from tests.bench.stage import Seeded
+from tests.chaos import crowd, hostile, ledger
+from tests.chaos.stack import Stack
+
+COMMAND_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How big and how long: `quick` fits `make chaos-quick` (5 min), the other `make
+    chaos` (30 min)."""
+
+    quick: bool
+    displays: int
+    phones_per_clinic: int
+    staff_per_clinic: int
+    rate: float                 # commands a second offered (half the benchmark's)
+    calm: float                 # seconds of load before and after each fault
+    stall: float                # the hub's stall
+    slow_seconds: float         # how long 5% of clients read nothing
+    hostile_seconds: float
+    anonymous: int              # hostile anonymous sockets
+    soak_seconds: float
+    soak_slice: float
+    warmup: float
+    breaker_reset: int | None = None  # BREAKER_RESET_SECONDS; None: the default (60)
+
+    @classmethod
+    def make(cls, quick: bool) -> Plan:
+        if quick:
+            return cls(True, 584, 20, 6, 750, 2.0, 10.0, 5.0, 10.0, 1000, 120.0, 20.0, 30.0, 10)
+        return cls(False, 584, 20, 6, 750, 5.0, 10.0, 20.0, 30.0, 3000, 960.0, 60.0, 120.0)
+
+
+class Member:
+    def __init__(self, target: Callable[[Connection], None], name: str) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, theirs = ctx.Pipe()
+        self.process: BaseProcess = ctx.Process(target=target, args=(theirs,), daemon=True,
+                                                name=name)
+        self.process.start()
+
+    def send(self, command: dict[str, Any]) -> None:
+        self.conn.send(command)
+
+    def receive(self, timeout: float = COMMAND_TIMEOUT) -> dict[str, Any]:
+        if not self.conn.poll(timeout):
+            raise TimeoutError(f"{self.process.name} did not answer")
+        reply: dict[str, Any] = self.conn.recv()
+        if "failed" in reply:
+            raise RuntimeError(f"{self.process.name}: {reply['failed']}")
+        return reply
+
+    def ask(self, command: dict[str, Any], timeout: float = COMMAND_TIMEOUT) -> dict[str, Any]:
+        self.send(command)
+        return self.receive(timeout)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, ValueError, EOFError, TimeoutError, RuntimeError):
+            if self.process.is_alive():
+                self.ask({"cmd": "close"}, timeout=20)
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout=5)
+
+
+class Crowds:
+    """The honest crowd's processes: [0] staff and phones (and the command driver),
+    [1] the displays."""
+
+    def __init__(self) -> None:
+        self.members = [Member(crowd.main, "chaos-crowd-0"), Member(crowd.main, "chaos-crowd-1")]
+        self.pool = ThreadPoolExecutor(max_workers=len(self.members))
+
+    def all(self, command: dict[str, Any]) -> list[dict[str, Any]]:
+        for m in self.members:
+            m.send(dict(command))
+        return list(self.pool.map(lambda m: m.receive(), self.members))
+
+    @property
+    def driver(self) -> Member:
+        return self.members[0]
+
+    @property
+    def pids(self) -> list[int]:
+        return [m.process.pid for m in self.members if m.process.pid is not None]
+
+    def close(self) -> None:
+        for m in self.members:
+            m.close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def specs(seeded: Seeded, plan: Plan) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
+                                               list[str]]:
+    """(staff and phones, displays, PIN guessers' tokens): the guessers are the seeded
+    patients beyond the honest phones."""
+    clinics = seeded.clinics
+    first: list[dict[str, Any]] = []
+    for i, clinic in enumerate(clinics):
+        for _ in range(plan.staff_per_clinic):
+            first.append(crowd.Spec(crowd.STAFF, clinic, f"clinic:{clinic}:staff",
+                                    seeded.admin_token).__dict__)
+        for n in range(plan.phones_per_clinic):
+            first.append(crowd.Spec(crowd.PHONE, clinic, "me", seeded.phones[clinic][n],
+                                    f"9{i:02d}{n:07d}").__dict__)
+    displays = [crowd.Spec(crowd.DISPLAY, clinics[i % len(clinics)],
+                           f"clinic:{clinics[i % len(clinics)]}").__dict__
+                for i in range(plan.displays)]
+    guessers = [t for c in clinics for t in seeded.phones[c][plan.phones_per_clinic:]]
+    return first, displays, guessers
+
+
+class Run:
+    def __init__(self, plan: Plan, say: Callable[[str], None]) -> None:
+        self.plan = plan
+        self.say = say
+        self.stack = Stack(breaker_reset=plan.breaker_reset)
+        self.crowds: Crowds | None = None
+        self.hostile: Member | None = None
+        self.keys: set[str] = set()
+        self.rate = plan.rate
+        self.results: dict[str, Any] = {"faults": [], "plan": plan.__dict__}
+        self.logs: ledger.LogScan | None = None
+
+    # the whole run ----------------------------------------------------------------------
+
+    def execute(self) -> dict[str, Any]:
+        started = time.monotonic()
+        try:
+            self.setup()
+            for name, act in self.faults():
+                self.results["faults"].append(self.fault(name, act))
+            self.results["soak"] = self.soak()
+            self.results["final"] = self.finish()
+        finally:
+            self.close()
+        self.results["seconds"] = round(time.monotonic() - started, 1)
+        return self.results
+
+    def setup(self) -> None:
+        self.say("starting Postgres, the database proxy, two servers and nginx")
+        seeded = self.stack.start(self.plan.phones_per_clinic + 2)
+        self.logs = ledger.LogScan([s.log for s in self.stack.servers])
+        self.seeded = seeded
+        first, displays, self.guessers = specs(seeded, self.plan)
+        self.keys = {(f"me:{s['patient']}" if s["channel"] == "me" else s["channel"])
+                     for s in first + displays}
+        self.crowds = Crowds()
+        url = self.stack.ws_url
+        t = time.monotonic()
+        answers = [self.crowds.members[0].ask({"cmd": "connect", "url": url,
+                                               "source": "127.0.0.2", "specs": first,
+                                               "within": 60.0}),
+                   self.crowds.members[1].ask({"cmd": "connect", "url": url,
+                                               "source": "127.0.0.3", "specs": displays,
+                                               "within": 60.0})]
+        up = sum(a["up"] for a in answers)
+        self.results["clients"] = {"staff": self.plan.staff_per_clinic * len(seeded.clinics),
+                                   "phones": self.plan.phones_per_clinic * len(seeded.clinics),
+                                   "displays": self.plan.displays, "up": up,
+                                   "connect_seconds": round(time.monotonic() - t, 1),
+                                   "clinics": len(seeded.clinics)}
+        self.say(f"{up} clients up through nginx")
+        self.results["rate"] = self.calibrate()
+        self.crowds.driver.ask({"cmd": "drive", "rate": self.rate, "seconds": 24 * 3600})
+        self.ledger_checkpoint()  # the ledgers start here
+
+    def calibrate(self) -> dict[str, Any]:
+        """Offer half the benchmark's sustained rate; if this machine cannot keep it up
+        with everything else on it, step down and say so."""
+        assert self.crowds is not None
+        tried = []
+        seconds = 5.0 if self.plan.quick else 10.0
+        for rate in (self.plan.rate, self.plan.rate * 2 / 3, self.plan.rate / 2,
+                     self.plan.rate / 3):
+            self.crowds.all({"cmd": "window"})
+            self.crowds.driver.ask({"cmd": "drive", "rate": rate, "seconds": seconds})
+            time.sleep(seconds)
+            self.crowds.driver.ask({"cmd": "halt"})
+            report = self.crowds.driver.ask({"cmd": "report"})["commands"]
+            ok = report["outcomes"].get("ok", 0)
+            errors = {k: v for k, v in report["outcomes"].items() if k != "ok"}
+            step = {"rate": round(rate), "achieved": round(ok / seconds, 1),
+                    "errors": errors, "reply_p99_ms": report["reply_p99_ms"]}
+            tried.append(step)
+            self.say(f"calibrate {step} {report}")
+            if not errors and ok >= 0.95 * rate * seconds and (report["reply_p99_ms"] or 0) < 1000:
+                self.rate = rate
+                return {"offered": round(rate), "benchmark_half": self.plan.rate, "steps": tried}
+        self.rate = self.plan.rate / 3
+        return {"offered": round(self.rate), "benchmark_half": self.plan.rate, "steps": tried,
+                "note": "no step was steady"}
+
+    # one fault --------------------------------------------------------------------------
+
+    def faults(self) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
+        s, plan = self.stack, self.plan
+        a, b = s.servers
+
+        def pg_restart() -> dict[str, Any]:
+            s.postgres_restart()
+            return {}
+
+        def pg_kill() -> dict[str, Any]:
+            s.postgres_kill()
+            return {}
+
+        def kill_a() -> dict[str, Any]:
+            s.kill_server(a)
+            time.sleep(plan.calm)  # its clients move to b meanwhile
+            s.start_server(a)
+            return {}
+
+        def term_b() -> dict[str, Any]:
+            seconds = s.term_server(b)
+            time.sleep(plan.calm)
+            s.start_server(b)
+            return {"shutdown_seconds": round(seconds, 2)}
+
+        def hub_cut() -> dict[str, Any]:
+            assert s.proxy is not None
+            return s.proxy.ask("cut")
+
+        def hub_stall() -> dict[str, Any]:
+            assert s.proxy is not None
+            reply = s.proxy.ask("stall", seconds=plan.stall)
+            time.sleep(plan.stall)
+            return reply
+
+        def nginx_reload() -> dict[str, Any]:
+            assert s.nginx is not None
+            before = set(s.nginx.pids)
+            s.nginx.reload()
+            # The old workers finish (worker_shutdown_timeout), bounded.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and before & set(s.nginx.pids[1:]):
+                time.sleep(0.2)
+            return {"old_workers_left": len(before & set(s.nginx.pids[1:]))}
+
+        def nginx_restart() -> dict[str, Any]:
+            s.restart_nginx()
+            return {}
+
+        def slow_readers() -> dict[str, Any]:
+            assert self.crowds is not None
+            stopped = self.crowds.members[1].ask({"cmd": "stop_reading",
+                                                  "fraction": 50 / self.plan.displays})
+            time.sleep(plan.slow_seconds)
+            self.crowds.members[1].ask({"cmd": "resume_reading"})
+            return stopped
+
+        def storm() -> dict[str, Any]:
+            assert self.crowds is not None
+            return {"dropped": sum(r["dropped"] for r in self.crowds.all({"cmd": "drop_all"}))}
+
+        def hostile_crowd() -> dict[str, Any]:
+            return self.hostile_fault()
+
+        return [("postgres restart (pg_ctl restart -m fast)", pg_restart),
+                ("postgres kill -9 + start", pg_kill),
+                ("server a kill -9 (restarted after)", kill_a),
+                ("server b SIGTERM (restarted after)", term_b),
+                ("hub connection cut (TCP proxy)", hub_cut),
+                (f"hub connection stalled {plan.stall:.0f} s (TCP proxy)", hub_stall),
+                ("nginx reload (SIGHUP)", nginx_reload),
+                ("nginx restart", nginx_restart),
+                ("5% of clients stop reading", slow_readers),
+                ("reconnect storm (every client at once)", storm),
+                ("hostile clients beside honest ones", hostile_crowd)]
+
+    def fault(self, name: str, act: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        assert self.crowds is not None
+        self.say(f"fault: {name}")
+        self.crowds.all({"cmd": "window"})
+        time.sleep(self.plan.calm)
+        t0 = time.monotonic()
+        detail = act()
+        acted = time.monotonic() - t0
+        ready = self.stack.wait_ready()
+        current = self.until_current()
+        time.sleep(self.plan.calm)
+        reports = self.crowds.all({"cmd": "report"})
+        row = self.summarise(name, reports)
+        row.update(detail=detail, fault_seconds=round(acted, 2),
+                   ready_after_s=round(ready, 2), all_current_after_s=current,
+                   ledger=self.ledger_checkpoint(), invariants=self.invariants(),
+                   logs=self.scan_logs())
+        row["holds"] = holds(row)
+        self.say(f"  -> {brief(row)}")
+        return row
+
+    def until_current(self, within: float = 60.0) -> float | None:
+        """Seconds until every client holds every event committed up to now."""
+        assert self.crowds is not None
+        t = time.monotonic()
+        dsn = self.stack.direct_dsn
+        target = asyncio.run(ledger.heads(dsn, self.keys, self.head_at_start))
+        while time.monotonic() - t < within:
+            if sum(r["behind"] for r in self.crowds.all({"cmd": "current", "heads": target})) == 0:
+                return round(time.monotonic() - t, 2)
+            time.sleep(0.1)
+        return None
+
+    def ledger_checkpoint(self) -> dict[str, Any]:
+        assert self.crowds is not None
+        clients = [c for r in self.crowds.all({"cmd": "ledger"}) for c in r["clients"]]
+        result = asyncio.run(ledger.compare(self.stack.direct_dsn, clients))
+        self.head_at_start = asyncio.run(ledger.head(self.stack.direct_dsn))
+        return result
+
+    def invariants(self) -> dict[str, int]:
+        return asyncio.run(ledger.invariants(self.stack.direct_dsn))
+
+    def scan_logs(self) -> dict[str, Any]:
+        assert self.logs is not None
+        return self.logs.scan()
+
+    def summarise(self, name: str, reports: list[dict[str, Any]]) -> dict[str, Any]:
+        worst = sorted(w for r in reports for w in r["worst_lags"])
+        gaps = sorted(g for r in reports for g in r["gaps"])
+        commands = next(r["commands"] for r in reports if r["commands"] is not None)
+        lag_p99 = max((r["lag_p99"] or 0) for r in reports)
+        return {
+            "fault": name,
+            "commands": commands,
+            "reconnected": sum(r["reconnected"] for r in reports),
+            "reconnect_s": {"median": _r(statistics.median(gaps)) if gaps else None,
+                            "max": _r(gaps[-1]) if gaps else None},
+            "behind_s": {"median": _r(statistics.median(worst)) if worst else None,
+                         "max": _r(worst[-1]) if worst else None},
+            "lag_p99_ms": round(lag_p99 * 1000, 1),
+            "close_codes": sorted({c for r in reports for c in r["close_codes"]}),
+            "privacy": [p for r in reports for p in r["privacy"]][:5],
+            "leaks": sum(r["leaks"] for r in reports),
+            "own_id_frames": sum(r["own_id_frames"] for r in reports),
+            "connect_errors": [r["connect_errors"] for r in reports],
+            "still_down": sum(r["down"] for r in reports),
+        }
+
+    # hostile ----------------------------------------------------------------------------
+
+    def hostile_fault(self) -> dict[str, Any]:
+        """A baseline window, then the same length with the hostile crowd: honest
+        clients' p99 (command replies, event lag) must stay within 1.2x."""
+        assert self.crowds is not None
+        seconds = self.plan.hostile_seconds
+        self.crowds.all({"cmd": "window"})
+        time.sleep(seconds)
+        base = self.crowds.all({"cmd": "report"})
+        self.hostile = Member(hostile.main, "chaos-hostile")
+        self.crowds.all({"cmd": "window"})
+        self.hostile.ask({"cmd": "start", "url": self.stack.ws_url,
+                          "sources": [f"127.0.0.{i}" for i in range(4, 9)],
+                          "anonymous": self.plan.anonymous, "senders": 40, "rate": 20.0,
+                          "tokens": self.guessers, "clinics": self.seeded.clinics})
+        time.sleep(seconds)
+        under = self.crowds.all({"cmd": "report"})
+        tally = self.hostile.ask({"cmd": "stop"})
+        self.hostile.close()
+        self.hostile = None
+
+        def p99s(reports: list[dict[str, Any]]) -> dict[str, float]:
+            commands = next(r["commands"] for r in reports if r["commands"] is not None)
+            return {"reply_p99_ms": commands["reply_p99_ms"] or 0.0,
+                    "lag_p99_ms": round(max((r["lag_p99"] or 0) for r in reports) * 1000, 2)}
+
+        b, u = p99s(base), p99s(under)
+        ratio = {k: round(u[k] / b[k], 2) if b[k] else None for k in b}
+        return {"baseline": b, "hostile": u, "ratio": ratio, "tally": tally,
+                "within_20_percent": all(r is not None and r <= 1.2 for r in ratio.values())}
+
+    # soak -------------------------------------------------------------------------------
+
+    def processes(self) -> dict[str, list[int]]:
+        s = self.stack
+        assert self.crowds is not None and s.nginx is not None and s.proxy is not None
+        return {"server a": [p for p in [s.servers[0].pid] if p],
+                "server b": [p for p in [s.servers[1].pid] if p],
+                "nginx": s.nginx.pids, "postgres": s.postgres_pids(),
+                "db proxy": [p for p in [s.proxy.process.pid] if p],
+                "crowd": self.crowds.pids}
+
+    def sample(self) -> dict[str, dict[str, float]]:
+        out = {}
+        for name, pids in self.processes().items():
+            rss = fds = 0.0
+            for pid in pids:
+                with contextlib.suppress(psutil.Error):
+                    p = psutil.Process(pid)
+                    rss += p.memory_info().rss / 1024 / 1024
+                    fds += p.num_fds()
+            out[name] = {"rss_mib": round(rss, 1), "fds": fds}
+        return out
+
+    def soak(self) -> dict[str, Any]:
+        assert self.crowds is not None
+        plan = self.plan
+        self.say(f"soak: {plan.soak_seconds:.0f} s at {self.rate:.0f} commands/s")
+        slices = []
+        samples: list[tuple[float, dict[str, dict[str, float]]]] = []
+        started = time.monotonic()
+        while time.monotonic() - started < plan.soak_seconds:
+            self.crowds.all({"cmd": "window"})
+            end = min(started + plan.soak_seconds, time.monotonic() + plan.soak_slice)
+            while time.monotonic() < end:
+                samples.append((time.monotonic() - started, self.sample()))
+                time.sleep(min(5.0, max(0.0, end - time.monotonic())))
+            reports = self.crowds.all({"cmd": "report"})
+            row = self.summarise("soak", reports)
+            row["at_s"] = round(time.monotonic() - started)
+            slices.append(row)
+            self.say(f"  soak {row['at_s']} s: {row['commands']['outcomes']} "
+                     f"reply p99 {row['commands']['reply_p99_ms']} ms "
+                     f"lag p99 {row['lag_p99_ms']} ms")
+        growth = {}
+        after = [(t, s) for t, s in samples if t >= plan.warmup]
+        third = max(1, len(after) // 3)
+        for name in (after[0][1] if after else {}):
+            for metric in ("rss_mib", "fds"):
+                early = statistics.median(s[name][metric] for _, s in after[:third])
+                late = statistics.median(s[name][metric] for _, s in after[-third:])
+                growth[f"{name} {metric}"] = {
+                    "early": early, "late": late,
+                    "growth_pct": round((late - early) / early * 100, 1) if early else None}
+        ok = sum(r["commands"]["outcomes"].get("ok", 0) for r in slices)
+        errors: dict[str, int] = {}
+        for r in slices:
+            for k, v in r["commands"]["outcomes"].items():
+                if k != "ok":
+                    errors[k] = errors.get(k, 0) + v
+        grew = sorted(k for k, v in growth.items()
+                      if v["growth_pct"] is not None and v["growth_pct"] >= 5)
+        p99s = [r["commands"]["reply_p99_ms"] or 0 for r in slices]
+        lag99 = [r["lag_p99_ms"] for r in slices]
+        led = self.ledger_checkpoint()
+        invariants, logs = self.invariants(), self.scan_logs()
+        clean = clean_ledger(led) and not any(invariants.values()) and _clean_logs(logs)
+        return {"seconds": plan.soak_seconds, "warmup_s": plan.warmup, "slices": slices,
+                "growth": growth, "grew_5_percent": grew, "commands_ok": ok, "errors": errors,
+                "holds": clean and not errors and not grew,
+                "achieved_per_s": round(ok / plan.soak_seconds, 1),
+                "reply_p99_ms": {"first": p99s[0] if p99s else None,
+                                 "last": p99s[-1] if p99s else None,
+                                 "max": max(p99s, default=None),
+                                 "median": stats.percentile(sorted(p99s), 50)},
+                "lag_p99_ms": {"first": lag99[0] if lag99 else None,
+                               "last": lag99[-1] if lag99 else None,
+                               "max": max(lag99, default=None)},
+                "ledger": led, "invariants": invariants,
+                "logs": logs, "samples": samples[:: max(1, len(samples) // 60)]}
+
+    def finish(self) -> dict[str, Any]:
+        """Commands stop; every client must then catch up to the last event."""
+        assert self.crowds is not None
+        self.crowds.driver.ask({"cmd": "halt"})
+        current = self.until_current()
+        led, invariants, logs = self.ledger_checkpoint(), self.invariants(), self.scan_logs()
+        return {"all_current_after_s": current, "ledger": led, "invariants": invariants,
+                "logs": logs, "holds": current is not None and clean_ledger(led)
+                and not any(invariants.values()) and _clean_logs(logs)}
+
+    def close(self) -> None:
+        if self.hostile is not None:
+            self.hostile.close()
+        if self.crowds is not None:
+            self.crowds.close()
+        self.stack.close()
+
+
+def _r(x: float) -> float:
+    return round(x, 2)
+
+
+def clean_ledger(led: dict[str, Any]) -> bool:
+    return bool(led["lost"] == 0 and led["foreign"] == 0 and led["out_of_order"] == 0)
+
+
+def _clean_logs(logs: dict[str, Any]) -> bool:
+    return bool(logs["full_ids"] == 0 and logs["pins"] == 0)
+
+
+def holds(row: dict[str, Any]) -> bool:
+    """The promises of the issue for one fault."""
+    led, commands = row["ledger"], row["commands"]
+    bad_outcomes = {k for k in commands["outcomes"] if k in ("hang", "internal")}
+    return (led["lost"] == 0 and led["foreign"] == 0 and led["out_of_order"] == 0
+            and not bad_outcomes and commands["without_retry_after"] == 0
+            and not any(row["invariants"].values()) and not row["privacy"]
+            and row["logs"]["full_ids"] == 0 and row["logs"]["pins"] == 0
+            and row["all_current_after_s"] is not None
+            and (row["detail"].get("within_20_percent", True)))
+
+
+def brief(row: dict[str, Any]) -> str:
+    led = row["ledger"]
+    return (f"lost {led['lost']} dup {led['duplicates']} ooo {led['out_of_order']} "
+            f"resets {led['resets']} commands {row['commands']['outcomes']} "
+            f"current after {row['all_current_after_s']} s behind max {row['behind_s']['max']} "
+            f"holds {row['holds']}")
