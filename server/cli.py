@@ -49,6 +49,18 @@ def with_connection(dsn: str, work: Callable[[asyncpg.Connection], Awaitable[T]]
     return asyncio.run(run())
 
 
+def keep_first_password(config: Config, generated: str | None) -> None:
+    """Put a first admin password generated at start where its owner finds it (serve
+    and demo)."""
+    if generated:
+        # Never printed: a log stream is shipped and kept. An owner-only file is not.
+        where = accounts.write_first_password(config.data_dir, config.admin_username,
+                                              generated)
+        print(f"First admin account '{config.admin_username}' created. Its password "
+              f"is in {where} (readable only by this user); log in, change it, and "
+              "delete the file.", flush=True)
+
+
 def cmd_serve(config: Config, ns: argparse.Namespace) -> int:
     from server.app import create_app
     from server.runner import Server, uvicorn_config
@@ -63,14 +75,7 @@ def cmd_serve(config: Config, ns: argparse.Namespace) -> int:
             return await accounts.ensure_first_admin(conn, config.admin_username,
                                                      config.admin_password)
 
-        generated = with_connection(dsn, prepare)
-        if generated:
-            # Never printed: a log stream is shipped and kept. An owner-only file is not.
-            where = accounts.write_first_password(config.data_dir, config.admin_username,
-                                                  generated)
-            print(f"First admin account '{config.admin_username}' created. Its password "
-                  f"is in {where} (readable only by this user); log in, change it, and "
-                  "delete the file.", flush=True)
+        keep_first_password(config, with_connection(dsn, prepare))
         app = create_app(config, dsn=dsn)
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal
         # into the previous handler; a no-op one lets us stop the embedded Postgres.
@@ -202,7 +207,7 @@ def parser() -> argparse.ArgumentParser:
                       help="times faster than real time (default 10; 1 is real time)")
     demo.add_argument("--duration", type=float, help="stop after this many seconds "
                                                     "(default: run until Ctrl-C)")
-    demo.add_argument("--seed", type=int, help="random seed, to replay the same morning")
+    demo.add_argument("--seed", type=int, help="random seed: the same examinees again")
     demo.add_argument("--database-url", help="play it on this Postgres instead of the "
                                              "embedded one (DATABASE_URL is never used)")
     demo.set_defaults(run=cmd_demo)

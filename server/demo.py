@@ -320,7 +320,7 @@ def run(config: Config, options: Options, *, database_url: str | None, host: str
         announce: Callable[[str], None]) -> int:
     """Serve as `serve` does, play the morning until Ctrl-C or `options.duration`."""
     from server.app import create_app
-    from server.cli import database, with_connection
+    from server.cli import database, keep_first_password, with_connection
     from server.runner import Server, uvicorn_config
 
     if config.database_url and not database_url:
@@ -332,9 +332,7 @@ def run(config: Config, options: Options, *, database_url: str | None, host: str
                                  database_url=database_url or config.database_url)
     with database(config) as dsn:
         generated, desks = with_connection(dsn, lambda c: prepare(c, config))
-        if generated:
-            announce(f"First admin account '{config.admin_username}' created. "
-                     f"Password (shown once): {generated}")
+        keep_first_password(config, generated)
         app = create_app(config, dsn=dsn)
         # Hundreds of examinees' sockets would fill the terminal with uvicorn's
         # "connection open" lines; the demo prints its own progress instead.
