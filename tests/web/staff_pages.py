@@ -23,14 +23,18 @@ def wall_clock(clock: ManualClock, minutes_ago: float = 0) -> None:
     clock.set(datetime.now(UTC) - timedelta(minutes=minutes_ago))
 
 
-async def queue_examinees(live: LiveServer, ids: list[str], exam: str = "cooks") -> list[Peer]:
-    """Examinees logged in on their phones (raw sockets) with today's route begun; `cooks`
-    starts at the laboratory."""
+async def queue_examinees(live: LiveServer, ids: list[str], *, exam: str = "cooks",
+                          clinic: str | None = None) -> list[Peer]:
+    """Examinees logged in on their phones (raw sockets), in `clinic`'s queue when given,
+    else with today's route begun (`cooks` starts at the laboratory)."""
     peers = []
     for patient_id in ids:
         peer = await Peer.open(live.ws_url)
         await peer.call("patient.login", {"patient_id": patient_id, "gender": "male"})
-        await peer.call("route.create", {"exam_type": exam})
+        if clinic is None:
+            await peer.call("route.create", {"exam_type": exam})
+        else:
+            await peer.call("queue.enter", {"clinic": clinic})
         peers.append(peer)
     return peers
 

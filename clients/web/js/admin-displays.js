@@ -2,7 +2,7 @@
 // sound, voice, last call announced); a silent or muted screen stands out; identify.
 
 import { byId, el, failure } from "./staff-session.js";
-import { clockTime, t } from "./strings.js";
+import { clinicName, clockTime, t } from "./strings.js";
 
 const REFRESH_MS = 5000;  // presence is a table the server keeps; read it while on screen
 
@@ -61,8 +61,9 @@ export class DisplaysTab {
       if (gone || muted) tr.className = "needs-care";
       const name = el("th", "", display.name);
       name.scope = "row";
-      const clinics = el("td", "", (display.clinics || []).join(", "));
-      clinics.dir = "ltr";
+      const known = new Map(this.ctx.clinics().map((c) => [c.clinic, c]));
+      const clinics = el("td", "", (display.clinics || [])
+        .map((code) => clinicName(known.get(code) || { clinic: code })).join(" · "));
       const seen = display.last_seen ? clockTime(new Date(display.last_seen)) : "–";
       const link = el("td", gone ? "tag tag-bad" : "tag tag-ok",
         gone ? t("display.gone", { time: seen }) : t("display.connected"));

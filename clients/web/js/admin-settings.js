@@ -11,6 +11,7 @@ export class SettingsTab {
     this.ctx = ctx;
     this.values = null;
     this.errors = {};
+    this.drafts = {};  // what was typed into a refused field stays there to be corrected
     this.saved = null;
   }
 
@@ -46,8 +47,10 @@ export class SettingsTab {
       this.values = (await this.ctx.socket.request("admin.settings.set",
         { key, value: this.read(key, input) })).settings;
       this.saved = key;
+      delete this.drafts[key];
     } catch (error) {
       this.errors[key] = failure(error);
+      this.drafts[key] = input.type === "checkbox" ? input.checked : input.value;
     }
     this.render();
     const again = byId(`setting-${key}`);
@@ -60,7 +63,7 @@ export class SettingsTab {
     if (this.errors._all) box.append(el("p", "error", this.errors._all));
     if (!this.values) return;
     for (const key of Object.keys(this.values).sort()) {
-      const value = this.values[key];
+      const value = key in this.drafts ? this.drafts[key] : this.values[key];
       const row = el("form", "setting");
       row.noValidate = true;
       row.dataset.key = key;
@@ -70,7 +73,7 @@ export class SettingsTab {
       const code = el("code", "setting-key", key);
       code.dir = "ltr";
       let input;
-      if (typeof value === "boolean") {
+      if (typeof this.values[key] === "boolean") {
         input = el("input");
         input.type = "checkbox";
         input.checked = value;
@@ -87,7 +90,7 @@ export class SettingsTab {
         input.type = "text";
         input.value = String(value);
         input.dir = "ltr";
-        if (typeof value === "number") input.inputMode = "numeric";
+        if (typeof this.values[key] === "number") input.inputMode = "numeric";
       }
       input.id = id;
       const error = el("p", "error", this.errors[key] || "");

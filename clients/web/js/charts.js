@@ -108,13 +108,15 @@ export function barChart(name, title, labels, series) {
   const height = top + labels.length * rowHeight + 4;
   const max = Math.max(1, ...series.flatMap((s) => s.values.map((v) => v || 0)));
   const rtl = document.documentElement.dir === "rtl";
-  const svg = svgEl("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart-svg" });
+  // Drawn left to right in both languages; in Arabic the labels sit on the right and
+  // the bars grow leftwards, so the chart reads from the same side as the page.
+  const svg = svgEl("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart-svg", direction: "ltr" });
   if (series.length > 1) legend(svg, series, 14);
   const span = width - labelWidth - 50;
   labels.forEach((label, i) => {
     const y = top + i * rowHeight;
     svg.append(svgEl("text", rtl
-      ? { x: width, y: y + rowHeight / 2 + 4, class: "axis", "text-anchor": "start", direction: "rtl" }
+      ? { x: width, y: y + rowHeight / 2 + 4, class: "axis", "text-anchor": "end" }
       : { x: 0, y: y + rowHeight / 2 + 4, class: "axis" }, label));
     series.forEach((s, j) => {
       const value = s.values[i] || 0;

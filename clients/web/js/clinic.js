@@ -209,7 +209,9 @@ function render() {
   pin.hidden = !state.pin;
   byId("pin-none").hidden = state.pin !== "";
   byId("print-pin").hidden = !state.pin;
-  byId("print-date").textContent = new Date().toISOString().slice(0, 10);
+  const today = new Date();  // the door's own day, not UTC's
+  byId("print-date").textContent = [today.getFullYear(), today.getMonth() + 1, today.getDate()]
+    .map((n) => String(n).padStart(2, "0")).join("-");
 }
 
 function start() {

@@ -3,7 +3,7 @@
 
 import { slipPath } from "./slip-link.js";
 import { byId, el, failure, StaffSession } from "./staff-session.js";
-import { clinicName, floorName, onLangChange, t } from "./strings.js";
+import { clinicName, floorName, onLangChange, otherLang, t } from "./strings.js";
 
 const EXAM_TYPES = ["recruitment", "promotion", "transfer", "referral", "contract", "courses",
   "aviation", "cooks"];
@@ -56,7 +56,8 @@ function render() {
   document.body.dataset.slip = slip ? "shown" : "none";
   if (!slip) return;
   const entry = slip.current || {};
-  byId("slip-clinic").textContent = `${clinicName(entry, "ar")} · ${clinicName(entry, "en")}`;
+  // Both languages, the page's first: the slip may be read by someone else.
+  byId("slip-clinic").textContent = `${clinicName(entry)} · ${clinicName(entry, otherLang())}`;
   byId("slip-floor").textContent = floorName(entry.floor);
   byId("slip-number").textContent = entry.number ?? "–";
   byId("slip-id").textContent = masked(slip.patient_id);

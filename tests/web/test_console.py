@@ -1,0 +1,172 @@
+"""The clinic console (/clinic) in Chromium: a double click on Call next calls exactly one
+examinee (counted in the database); every action by keyboard; No-show asks first; the
+clinic paused live; axe and screenshots of every state, desktop and tablet, both languages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import pytest
+
+from server.clock import ManualClock
+from tests.api import STAFF_PASSWORD, create_accounts
+from tests.web.browser import AXE, Watched, missing, open_page, site
+from tests.web.staff_pages import (
+    DESKTOP,
+    TABLET,
+    Audit,
+    admin_peer,
+    queue_examinees,
+    sign_in,
+    wall_clock,
+)
+
+CURRENT = "() => document.getElementById('current-number').textContent"
+
+
+async def called_at(dsn: str, clinic: str) -> list[int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT queue_number FROM queues WHERE clinic_code = $1"
+                                " AND status = 'CALLED' ORDER BY queue_number", clinic)
+    finally:
+        await conn.close()
+    return [r["queue_number"] for r in rows]
+
+
+async def settled(console: Watched) -> None:
+    """No request of the console is in flight."""
+    await console.wait("() => document.getElementById('actions').getAttribute('aria-busy')"
+                       " === 'false'")
+
+
+async def test_a_double_click_on_call_next_calls_exactly_one(browser: Any, dsn: str,
+                                                            clock: ManualClock) -> None:
+    wall_clock(clock, 10)
+    await create_accounts(dsn)
+    async with site(dsn, clock) as live:
+        peers = await queue_examinees(live, ["4000001", "4000002", "4000003"])
+        wall_clock(clock)
+        console = await open_page(browser, f"{live.http_url}/clinic", "console-double",
+                                  viewport=DESKTOP, lang="en")
+        await sign_in(console, "staff_lab", STAFF_PASSWORD)
+        await console.wait("() => document.getElementById('waiting-rows').children.length === 3")
+        await console.page.dblclick("#act-call")
+        await console.wait("() => document.getElementById('action-done').textContent !== ''")
+        await settled(console)
+        await console.wait("() => document.getElementById('waiting-rows').children.length === 2")
+        assert await called_at(dsn, "lab") == [1]
+        assert await console.page.evaluate("window.mmcProbe.sent.call") == 1
+        assert await console.page.evaluate(CURRENT) == "1"
+        for peer in peers:
+            await peer.close()
+        await console.page.context.close()
+    console.assert_clean()
+
+
+@pytest.mark.parametrize("lang", ["ar", "en"])
+async def test_every_console_state_by_keyboard_passes_axe(browser: Any, dsn: str,
+                                                          clock: ManualClock, lang: str) -> None:
+    """Login (and a wrong password), the list with times waited, called, recalled,
+    started, done, postponed, the No-show question (declined, then accepted), paused,
+    the PIN's print view; shortcuts only, once signed in."""
+    if not AXE.is_file():
+        missing("axe-core (npm ci --prefix tests/web)")
+    audit = Audit()
+    wall_clock(clock, 25)
+    await create_accounts(dsn)
+    async with site(dsn, clock) as live:
+        peers = await queue_examinees(live, ["5100001", "5100002", "123", "5100004"],
+                                      clinic="eyes")
+        wall_clock(clock)
+        admin = await admin_peer(live)
+        await peers[1].close()
+        console = await open_page(browser, f"{live.http_url}/clinic", f"{lang}-console",
+                                  viewport=DESKTOP, lang=lang, bypass_csp=True)
+        page = console.page
+        await audit.check(console, "login")
+        await page.fill("#username", "staff_eyes")
+        await page.fill("#password", "not the password")
+        await page.click("#login-form button[type=submit]")
+        await console.wait("() => document.getElementById('login-error').textContent !== ''")
+        await audit.check(console, "login-error")
+        await sign_in(console, "staff_eyes", STAFF_PASSWORD)
+        await console.wait("() => document.getElementById('waiting-rows').children.length === 4"
+                           " && document.getElementById('pin-value').textContent !== ''")
+        rows = await page.eval_on_selector_all("#waiting-rows tr", "rows => rows.map(r =>"
+                                               " [...r.cells].map(c => c.textContent))")
+        # Masked by the server: at most the last four digits, at least four hidden.
+        assert [r[1] for r in rows] == ["****001", "****002", "***", "****004"]
+        assert all("25" in r[2] for r in rows), rows
+        pin = (await admin.call("pin.current", {"clinic": "eyes"}))["pins"]["eyes"]
+        assert await page.text_content("#pin-value") == pin
+        await audit.check(console, "waiting")
+        await page.set_viewport_size(TABLET)
+        await audit.check(console, "waiting-tablet")
+        await page.set_viewport_size(DESKTOP)
+
+        await page.keyboard.press("n")
+        await console.wait(CURRENT + " === '1'")
+        await settled(console)
+        await audit.check(console, "called")
+        await page.keyboard.press("r")
+        await console.wait("() => document.getElementById('action-done').textContent"
+                           ".includes('1') && window.mmcProbe.sent.recall === 1")
+        await settled(console)
+        await page.keyboard.press("s")
+        # In progress: only Done is left for this examinee.
+        await console.wait("() => document.getElementById('act-start').disabled"
+                           " && !document.getElementById('act-done').disabled")
+        await settled(console)
+        await audit.check(console, "in-progress")
+        await page.keyboard.press("d")
+        await console.wait(CURRENT + " === ''")
+        await settled(console)
+        await audit.check(console, "done")
+
+        await page.keyboard.press("n")
+        await console.wait(CURRENT + " === '2'")
+        await settled(console)
+        await page.keyboard.press("p")   # postponed: back in the list with one postponement
+        await console.wait("() => [...document.querySelectorAll('#waiting-rows tr')].some("
+                           "r => r.cells[0].textContent === '2' && r.cells[3].textContent === '1')")
+        await settled(console)
+        await audit.check(console, "postponed")
+
+        await page.keyboard.press("n")
+        await console.wait(CURRENT + " !== ''")
+        await settled(console)
+        number = int(await page.text_content("#current-number") or 0)
+        await page.keyboard.press("x")
+        await console.wait("() => document.getElementById('confirm-noshow').open")
+        await audit.check(console, "no-show-question")
+        await page.keyboard.press("Escape")
+        await console.wait("() => !document.getElementById('confirm-noshow').open")
+        assert number in await called_at(dsn, "eyes")  # declined: nothing happened
+        await page.keyboard.press("x")
+        await console.wait("() => document.getElementById('confirm-noshow').open")
+        await page.keyboard.press("Tab")
+        await page.keyboard.press("Enter")
+        await console.wait(CURRENT + " === ''")
+        assert await called_at(dsn, "eyes") == []
+
+        await admin.call("admin.clinic.pause", {"clinic": "eyes"})
+        await console.wait("() => !document.getElementById('paused').hidden"
+                           " && document.getElementById('act-call').disabled")
+        await audit.check(console, "paused")
+        await admin.call("admin.clinic.resume", {"clinic": "eyes"})
+        await console.wait("() => document.getElementById('paused').hidden")
+
+        await page.emulate_media(media="print")
+        await audit.check(console, "print-pin")
+        await page.emulate_media(media="screen")
+        await page.click("#logout")
+        await console.wait("() => document.body.dataset.screen === 'login'")
+        await admin.close()
+        for peer in peers:
+            await peer.close()
+        await page.context.close()
+    assert audit.found == {}
+    console.assert_clean()
+
