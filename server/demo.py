@@ -274,14 +274,16 @@ class Rooms:
 
 async def prepare(conn: asyncpg.Connection, config: Config) -> tuple[str | None, list[Desk]]:
     """Migrate, create the first admin as `serve` does, and a staff account for every
-    active clinic (as `python -m server admin add-staff` would), with a fresh password."""
+    active clinic (as `python -m server admin add-staff` would), all with one password
+    new to this run, so that a person can sign in at any clinic's console too."""
     await migrations.migrate(conn)
     generated = await accounts.ensure_first_admin(conn, config.admin_username,
                                                   config.admin_password)
     desks = []
+    password = secrets.token_urlsafe(12)
     for row in await conn.fetch("""SELECT code, capacity, requires_pin FROM clinics
                                     WHERE is_active ORDER BY code"""):
-        username, password = STAFF_PREFIX + row["code"], secrets.token_urlsafe(12)
+        username = STAFF_PREFIX + row["code"]
         exists = await conn.fetchval(
             "SELECT clinic_code FROM admins WHERE username = $1 AND role = 'staff'", username)
         if exists is None:
@@ -307,8 +309,9 @@ def urls(base: str, morning: Morning, paths: set[str]) -> list[str]:
         lines.append(f"                        or with ID {morning.patient_id(1)}, male, to "
                      "follow the morning's first examinee")
     if "/clinic" in paths:
-        desk = next(d for d in morning.desks if d.clinic == "eyes")
-        lines.append(f"  clinic console        {base}/clinic   {desk.username} / {desk.password}")
+        password = morning.desks[0].password
+        lines.append(f"  clinic console        {base}/clinic   {STAFF_PREFIX}lab (or "
+                     f"{STAFF_PREFIX}<any clinic code>) / {password}")
     if "/admin" in paths:
         lines.append(f"  admin dashboard       {base}/admin")
     lines.append(f"  the same as frames    python -m clients.python watch clinic:lab "
