@@ -251,13 +251,14 @@ async def test_a_content_length_of_unicode_digits_is_refused_plainly(
 # --- ordering at the edges -------------------------------------------------------------
 
 def test_a_live_subscription_never_gets_an_event_at_or_below_its_seq() -> None:
-    """A subscription that went live at seq 10 skips events 9 and 10 and takes 11."""
+    """A subscription that went live at seq 10 skips events up to 10 and takes 11, 12."""
     outbox = Outbox(16)
     sub = Subscription(Channel("clinic", "clinic:lab", "clinic:lab", clinic="lab"), outbox,
                        seq=10, live=True)
-    for seq in (9, 10, 11, 11, 12):
+    for seq in (8, 9, 10, 11, 12):
         assert sub.deliver(seq, f'{{"seq": {seq}}}')
-    assert len(outbox) == 2 and sub.seq == 12
+    assert [outbox._frames.popleft() for _ in range(len(outbox))] == [
+        '{"seq": 11}', '{"seq": 12}']
 
 
 async def test_the_client_subscribes_once_when_asked_before_it_is_connected(
@@ -329,7 +330,7 @@ async def test_live_subscribers_get_a_reset_snapshot_after_events_were_pruned(
                                           for x in f))
         reset = next(f for f in peer.pushed if f.get("type") == "snapshot" and f["reset"])
         assert reset["state"]["waiting"] == 3
-        assert hub.resets == 0 or hub.resets >= 1
+        assert hub.resets == 1
         await peer.close()
 
 
