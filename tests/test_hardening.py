@@ -157,7 +157,7 @@ async def test_pin_guessing_across_identities_rotates_the_clinic_pin(db: Databas
 async def test_an_anonymous_socket_holds_few_channels_and_is_closed_when_silent(
         dsn: str, clock: ManualClock) -> None:
     """Anonymous: at most 8 channels; silent past its limit it is closed with 1008,
-    while one that keeps talking (a display's hello, a ping) stays."""
+    while one that keeps talking (a display's hello, a ping) stays open."""
     limits = WsLimits(anonymous_idle_seconds=500 * MS)
     async with running(dsn, clock, limits=limits) as live:
         silent, talking = await Peer.open(live.ws_url), await Peer.open(live.ws_url)
@@ -167,9 +167,11 @@ async def test_an_anonymous_socket_holds_few_channels_and_is_closed_when_silent(
         refused = await silent.request("subscribe", {"channel": "clinic:surgery"})
         assert refused["ok"] is False and refused["error"] == "bad_request"
         await talking.call("subscribe", {"channel": "clinic:lab"})
-        for _ in range(8):
+        hello = {"name": "Hall", "clinics": ["lab"], "sound": True, "voice": "server",
+                 "last_announced": None}
+        for i in range(8):
             await asyncio.sleep(150 * MS)
-            await talking.call("ping")
+            await talking.call("display.hello" if i % 2 else "ping", hello if i % 2 else None)
         assert await silent.wait_closed() == CloseCode.POLICY
         assert talking.close_code is None
         await talking.close()

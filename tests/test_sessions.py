@@ -184,6 +184,23 @@ async def test_sse_takes_a_single_use_ticket_never_a_token_in_the_url(
         assert forbidden.status_code == 403
 
 
+async def test_a_ticket_asked_over_the_socket_opens_the_stream(
+        dsn: str, clock: ManualClock) -> None:
+    """stream.ticket over the WebSocket stands for the socket's session."""
+    async with two_servers(dsn, clock) as (a, _b, on_a, _on_b):
+        peer = await Peer.open(a.ws_url)
+        await peer.call("admin.login", {"username": "admin", "password": ADMIN_PASSWORD})
+        ticket = (await peer.call("stream.ticket", {"channel": "admin"}))["ticket"]
+        async with on_a.stream("GET", "/api/v1/events-stream",
+                               params={"channel": "admin", "ticket": ticket}) as stream:
+            assert stream.status_code == 200
+        anonymous = await Peer.open(a.ws_url)
+        refused = await anonymous.request("stream.ticket", {"channel": "clinic:lab"})
+        assert refused["error"] == "unauthorized"
+        for open_peer in (peer, anonymous):
+            await open_peer.close()
+
+
 async def test_account_list_shows_every_account_without_passwords(
         dsn: str, clock: ManualClock) -> None:
     """admin.staff.list over HTTP: usernames, roles, clinics, active; no hash."""
