@@ -4,12 +4,14 @@ clinic paused live; axe and screenshots of every state, desktop and tablet, both
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import asyncpg
 import pytest
 
 from server.clock import ManualClock
+from server.pages import WEB_ROOT
 from tests.api import STAFF_PASSWORD, create_accounts
 from tests.web.browser import AXE, Watched, missing, open_page, site
 from tests.web.staff_pages import (
@@ -21,6 +23,7 @@ from tests.web.staff_pages import (
     sign_in,
     wall_clock,
 )
+from tests.web.test_pages import markup, table
 
 CURRENT = "() => document.getElementById('current-number').textContent"
 
@@ -170,3 +173,23 @@ async def test_every_console_state_by_keyboard_passes_axe(browser: Any, dsn: str
     assert audit.found == {}
     console.assert_clean()
 
+
+
+def test_staff_pages_hold_no_text_and_their_sheet_is_logical() -> None:
+    """As the public pages: markup names keys of the tables only, no inline code, and the
+    staff sheet uses logical properties only (one sheet for both directions)."""
+    keys = set(table("en"))
+    for name in ("clinic.html", "admin.html", "reception.html"):
+        parsed = markup(name)
+        assert parsed.text == [], f"{name}: hard-coded text {parsed.text}"
+        assert parsed.inline == [], f"{name}: inline code or style {parsed.inline}"
+        assert parsed.keys <= keys, f"{name}: unknown keys {parsed.keys - keys}"
+    css = (WEB_ROOT / "css" / "staff.css").read_text()
+    physical = re.findall(r"(?:margin|padding|border)-(?:left|right)|(?<![-\w])(?:left|right)\s*:"
+                          r"|text-align:\s*(?:left|right)|float:", css)
+    assert physical == []
+    # Keys the console builds from the server's states and its actions.
+    for status in ("CALLED", "IN_PROGRESS"):
+        assert f"console.status.{status}" in keys
+    for action in ("call", "recall", "start", "done", "skip", "no_show"):
+        assert f"console.did.{action}" in keys

@@ -57,7 +57,10 @@ export class PinsTab {
     list.replaceChildren();
     if (!this.pins) return;
     const known = new Map(this.ctx.clinics().map((c) => [c.clinic, c]));
-    for (const code of Object.keys(this.pins).sort()) {
+    // The board's order (the committee's), then any clinic it does not list.
+    const order = [...known.keys()].filter((code) => code in this.pins);
+    const rest = Object.keys(this.pins).filter((code) => !known.has(code)).sort();
+    for (const code of [...order, ...rest]) {
       const clinic = known.get(code) || { clinic: code };
       const li = el("li", "pin-card");
       li.dataset.clinic = code;
