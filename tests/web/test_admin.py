@@ -97,7 +97,8 @@ async def test_an_account_made_here_calls_by_keyboard_and_the_board_follows(
 
 async def test_disabling_an_account_ends_its_console_on_another_process(
         browser: Any, dsn: str, clock: ManualClock) -> None:
-    """Issue 22, item 3: the console on one server process, the admin on another."""
+    """Issue 22, item 3: the console on one server process, the admin on another; a
+    password reset ends the console's session too."""
     wall_clock(clock)
     await create_accounts(dsn)
     async with site(dsn, clock) as one, site(dsn, clock) as two:
@@ -126,6 +127,16 @@ async def test_disabling_an_account_ends_its_console_on_another_process(
         await console.page.click("#login-form button[type=submit]")
         await console.wait("() => document.getElementById('login-error').textContent !== ''"
                            " && document.body.dataset.screen === 'login'")
+        # Enabled again, signed in again; a password reset ends that session the same way.
+        await admin.page.click(f"{row} button[data-action=enable]")
+        await admin.wait(f"() => document.querySelector('{row} button[data-action=disable]')")
+        await sign_in(console, "staff_lab", "staff password 1")
+        await admin.page.click(f"{row} button[data-action=reset]")
+        await admin.page.fill("#reset-password", "a new password 9")
+        await admin.page.click("#reset-save")
+        await console.wait("() => document.body.dataset.screen === 'login'",
+                           within_ms=2 * ONE_SECOND_MS)
+        await sign_in(console, "staff_lab", "a new password 9")
         await console.page.context.close()
         await admin.page.context.close()
     admin.assert_clean()
