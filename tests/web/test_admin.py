@@ -186,8 +186,11 @@ async def test_reports_chart_a_simulated_day_and_its_csv_is_the_json(
         assert {"hours", "wait", "clinics"} <= set(charted), charted
         # The tables beside the charts hold the report's figures.
         served = await page.eval_on_selector_all(
-            "figure[data-chart=hours] tbody tr", "rows => rows.map(r => r.cells[1].textContent)")
-        assert [int(v) if v != "–" else 0 for v in served] == [h["served"] for h in report["hours"]]
+            "figure[data-chart=hours] tbody tr",
+            "rows => rows.map(r => [r.cells[0].textContent, r.cells[1].textContent])")
+        by_hour = {f"{h['hour']:02d}": h["served"] for h in report["hours"]}
+        assert all(by_hour[hour] == int(value) for hour, value in served), served
+        assert sum(int(value) for _, value in served) == report["total"]["served"]
         breaches = await page.eval_on_selector_all(
             "figure[data-chart=sla] tbody tr", "rows => rows.map(r => r.cells[1].textContent)")
         assert sum(int(v) for v in breaches) == report["total"]["sla_breaches"]

@@ -88,7 +88,10 @@ export class ReportsTab {
     });
     const clinics = (report.clinics || []).filter((c) => c.entered > 0);
     const names = clinics.map((c) => clinicName(c));
-    const hours = report.hours || [];
+    // The committee's working hours: from the first hour with anyone to the last.
+    const all = report.hours || [];
+    const busy = all.map((h, i) => (h.entered || h.served ? i : -1)).filter((i) => i >= 0);
+    const hours = busy.length ? all.slice(busy[0], busy[busy.length - 1] + 1) : all;
     box.append(
       columnChart("hours", t("report.chart.hours"), hours.map((h) => String(h.hour).padStart(2, "0")),
         [{ name: t("report.served"), values: hours.map((h) => h.served) },

@@ -78,7 +78,8 @@ export function columnChart(name, title, labels, series) {
   const height = 220;
   const pad = 28;
   const max = Math.max(1, ...series.flatMap((s) => s.values.map((v) => v || 0)));
-  const svg = svgEl("svg", { viewBox: `0 0 ${width} ${height + pad * 2}`, class: "chart-svg", direction: "ltr" });
+  const svg = svgEl("svg", { viewBox: `0 0 ${width} ${height + pad * 2 + 18}`, class: "chart-svg",
+    direction: "ltr" });
   const step = (width - pad) / labels.length;
   svg.append(svgEl("text", { x: 0, y: 12, class: "axis" }, format(max)));
   svg.append(svgEl("line", { x1: pad, y1: height + pad, x2: width, y2: height + pad, class: "baseline" }));
@@ -95,7 +96,7 @@ export function columnChart(name, title, labels, series) {
         "text-anchor": "middle" }, label));
     }
   });
-  if (series.length > 1) legend(svg, series, height + pad * 2 - 2);
+  if (series.length > 1) legend(svg, series, height + pad * 2 + 14);
   return figure(name, title, svg, labels, series);
 }
 
