@@ -117,7 +117,8 @@ export class StaffTab {
       const active = el("td", account.is_active ? "" : "tag tag-bad",
         t(account.is_active ? "admin.active" : "admin.disabled"));
       const actions = el("td", "row-actions");
-      if (account.role !== "admin") {
+      // Any account but one's own may be disabled (the server keeps the last admin).
+      if (account.username !== this.ctx.session.who?.subject) {
         const toggle = el("button", "link-button small", t(account.is_active ? "admin.disable" : "admin.enable"));
         toggle.type = "button";
         toggle.dataset.action = account.is_active ? "disable" : "enable";
