@@ -11,6 +11,7 @@ again and those that no longer hold are ended too.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,9 @@ log = structlog.get_logger(__name__)
 
 REVOKED = "session.revoked"
 End = Callable[[], None]
+# Revoked sessions remembered for a late holder: a socket that read its session just
+# before it was deleted may start holding it just after the signal came.
+RECENT = 10_000
 
 STILL_VALID = """
     SELECT encode(s.token_hash, 'hex') FROM sessions s
@@ -39,6 +43,7 @@ class SessionRegistry:
         self.revoked = 0  # holders ended, for tests and logs
         self._held: dict[str, set[End]] = {}
         self._checks: set[asyncio.Task[None]] = set()
+        self._recent: OrderedDict[str, None] = OrderedDict()
 
     def attach(self, hub: Hub) -> None:
         hub.on_control(REVOKED, self._on_revoked)
@@ -52,6 +57,9 @@ class SessionRegistry:
         release to call when the holder goes first."""
         key = hashed.hex()
         self._held.setdefault(key, set()).add(end)
+        if key in self._recent:
+            # Ended already: end this holder too, once it has finished taking hold.
+            asyncio.get_running_loop().call_soon(self.end, key)
 
         def release() -> None:
             holders = self._held.get(key)
@@ -75,7 +83,12 @@ class SessionRegistry:
         if not isinstance(tokens, list):
             return
         for token in tokens:
-            if isinstance(token, str) and token in self._held:
+            if not isinstance(token, str):
+                continue
+            self._recent[token] = None
+            if len(self._recent) > RECENT:
+                self._recent.popitem(last=False)
+            if token in self._held:
                 self.end(token)
 
     def _on_reconnected(self, payload: dict[str, Any]) -> None:

@@ -330,3 +330,16 @@ async def test_a_login_over_the_socket_is_held_too(dsn: str, clock: ManualClock)
 def test_every_role_has_a_session_lifetime(role: str) -> None:
     from server.auth import SESSION_LIFETIME
     assert Principal(role).role in SESSION_LIFETIME  # type: ignore[arg-type]
+
+
+async def test_a_socket_that_takes_hold_just_after_the_signal_is_ended_too(
+        db: Database) -> None:
+    """The signal may overtake a socket between reading its session and holding it."""
+    registry = SessionRegistry(db)
+    ended: list[str] = []
+    registry._on_revoked({"tokens": [b"late".hex()]})
+    release = registry.hold(b"late", lambda: ended.append("late"))
+    registry.hold(b"other", lambda: ended.append("other"))
+    await asyncio.sleep(0)
+    assert ended == ["late"]
+    release()
