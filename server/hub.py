@@ -36,6 +36,9 @@ from server.wire import Batch, encode_text
 __all__ = ["Hub", "Outbox", "Subscription", "backoff"]  # Outbox: SSE imports it from here
 
 log = structlog.get_logger(__name__)
+# Jitter from a generator of our own: the module-level one is shared with whatever else
+# runs in the process (and property-based tests watch it for use they did not make).
+_jitter = random.Random()
 
 EVENTS_CHANNEL = "mmc_events"
 QUEUES_CHANNEL = "mmc_queues"
@@ -98,7 +101,7 @@ class Subscription:
 def backoff(attempt: int, *, base: float = 0.05, cap: float = 2.0) -> float:
     """Exponential with jitter, so N processes do not reconnect in lockstep."""
     delay = min(cap, base * 2 ** min(attempt, 16))
-    return random.uniform(delay / 2, delay)
+    return _jitter.uniform(delay / 2, delay)
 
 
 class Hub:

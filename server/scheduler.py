@@ -30,6 +30,7 @@ from server.clock import Clock, SystemClock
 from server.db import init_connection, is_connection_failure
 
 log = structlog.get_logger(__name__)
+_jitter = random.Random()  # our own generator, not the process-wide one
 
 # Advisory lock keys: 7171000 migrations, 7171001 event log, 7171002 PIN draws.
 LEADER_LOCK = 7171003
@@ -204,7 +205,7 @@ class Scheduler:
             delay = self.interval
             if failures:
                 delay = min(MAX_BACKOFF, self.interval * 2 ** failures)
-                delay *= random.uniform(0.5, 1.0)
+                delay *= _jitter.uniform(0.5, 1.0)
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
 
