@@ -113,7 +113,9 @@ class Hostile:
                     else:
                         sock.send("no.such.op", {"x": random.random()})
                 elif behaviour == "oversized":
+                    # Each one costs the sender its socket (1009): once a second.
                     sock.send_raw(b'{"id":1,"op":"ping","pad":"' + b"x" * 100_000 + b'"}')
+                    await asyncio.sleep(max(0.0, 1.0 - 1.0 / rate))
                 elif behaviour == "logins":
                     if random.random() < 0.5:
                         sock.send("staff.login", {"username": "admin",
@@ -128,13 +130,13 @@ class Hostile:
             await asyncio.sleep(random.uniform(0.2, 1.0))
 
     async def cmd_start(self, url: str, sources: list[str], anonymous: int, senders: int,
-                        rate: float, tokens: list[str], clinics: list[str]) -> dict[str, Any]:
+                        rate: float, tokens: list[str], clinics: list[str],
+                        behaviours: list[str]) -> dict[str, Any]:
         self.stop = False
         for i in range(anonymous):
             self.tasks.append(asyncio.create_task(self.idler(url, sources[i % len(sources)])))
             if i % 100 == 99:
                 await asyncio.sleep(0.05)
-        behaviours = ["garbage", "oversized", "logins", "pins"]
         for i in range(senders):
             self.tasks.append(asyncio.create_task(self.sender(
                 url, sources[i % len(sources)], behaviours[i % len(behaviours)], rate,

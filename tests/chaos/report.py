@@ -68,7 +68,9 @@ def markdown(r: dict[str, Any]) -> str:
             f"Hostile clients: honest p99 before / during: command replies "
             f"{d['baseline']['reply_p99_ms']} / {d['hostile']['reply_p99_ms']} ms "
             f"(x{d['ratio']['reply_p99_ms']}), event lag {d['baseline']['lag_p99_ms']} / "
-            f"{d['hostile']['lag_p99_ms']} ms (x{d['ratio']['lag_p99_ms']}); within 20%: "
+            f"{d['hostile']['lag_p99_ms']} ms (x{d['ratio']['lag_p99_ms']}); the same time "
+            f"after they left: replies {d['after']['reply_p99_ms']} ms, lag "
+            f"{d['after']['lag_p99_ms']} ms, commands {d['after_outcomes']}; within 20%: "
             f"{'yes' if d['within_20_percent'] else '**no**'}. The hostile crowd sent "
             f"{tally['sent']:,} frames; answers {tally['error']}, closes {tally['close']}, "
             f"connects {tally['connect']}.",
@@ -89,7 +91,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"{soak['ledger']['out_of_order']}; server log errors {soak['logs']['errors']}; "
         f"holds: {'yes' if soak.get('holds') else '**no**'}.",
         "",
-        "Growth after warm-up (median of the first third against the last third): "
+        "Growth after warm-up (PSS and open files; median of the first third against the "
+        "last third; the crowd is the load generator, shown but not judged): "
         + "; ".join(grew) + ".",
         "",
     ]
