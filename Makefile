@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run demo test lint web-deps check-python clean bench bench-quick
+.PHONY: run demo test lint web-deps check-python clean bench bench-quick chaos chaos-quick
 
 $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory check-python
@@ -55,6 +55,14 @@ bench: $(BENCH_STAMP)
 
 bench-quick: $(BENCH_STAMP)
 	$(BIN)/python -m tests.bench --quick
+
+# Chaos and soak behind nginx (tests/chaos, issue 23; docs/chaos.md): needs Debian's
+# nginx; the same load generator as the benchmark. At most 30 minutes / 5 minutes.
+chaos: $(BENCH_STAMP)
+	$(BIN)/python -m tests.chaos
+
+chaos-quick: $(BENCH_STAMP)
+	$(BIN)/python -m tests.chaos --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
