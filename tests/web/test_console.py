@@ -88,12 +88,20 @@ async def test_every_console_state_by_keyboard_passes_axe(browser: Any, dsn: str
         console = await open_page(browser, f"{live.http_url}/clinic", f"{lang}-console",
                                   viewport=DESKTOP, lang=lang, bypass_csp=True)
         page = console.page
-        await audit.check(console, "login")
+
+        async def both(state: str) -> None:
+            """The door's desktop, then its tablet."""
+            await audit.check(console, state)
+            await page.set_viewport_size(TABLET)
+            await audit.check(console, f"{state}-tablet")
+            await page.set_viewport_size(DESKTOP)
+
+        await both("login")
         await page.fill("#username", "staff_eyes")
         await page.fill("#password", "not the password")
         await page.click("#login-form button[type=submit]")
         await console.wait("() => document.getElementById('login-error').textContent !== ''")
-        await audit.check(console, "login-error")
+        await both("login-error")
         await sign_in(console, "staff_eyes", STAFF_PASSWORD)
         await console.wait("() => document.getElementById('waiting-rows').children.length === 4"
                            " && document.getElementById('pin-value').textContent !== ''")
@@ -104,15 +112,12 @@ async def test_every_console_state_by_keyboard_passes_axe(browser: Any, dsn: str
         assert all("25" in r[2] for r in rows), rows
         pin = (await admin.call("pin.current", {"clinic": "eyes"}))["pins"]["eyes"]
         assert await page.text_content("#pin-value") == pin
-        await audit.check(console, "waiting")
-        await page.set_viewport_size(TABLET)
-        await audit.check(console, "waiting-tablet")
-        await page.set_viewport_size(DESKTOP)
+        await both("waiting")
 
         await page.keyboard.press("n")
         await console.wait(CURRENT + " === '1'")
         await settled(console)
-        await audit.check(console, "called")
+        await both("called")
         await page.keyboard.press("r")
         await console.wait("() => document.getElementById('action-done').textContent"
                            ".includes('1') && window.mmcProbe.sent.recall === 1")
@@ -122,11 +127,11 @@ async def test_every_console_state_by_keyboard_passes_axe(browser: Any, dsn: str
         await console.wait("() => document.getElementById('act-start').disabled"
                            " && !document.getElementById('act-done').disabled")
         await settled(console)
-        await audit.check(console, "in-progress")
+        await both("in-progress")
         await page.keyboard.press("d")
         await console.wait(CURRENT + " === ''")
         await settled(console)
-        await audit.check(console, "done")
+        await both("done")
 
         await page.keyboard.press("n")
         await console.wait(CURRENT + " === '2'")
@@ -135,7 +140,7 @@ async def test_every_console_state_by_keyboard_passes_axe(browser: Any, dsn: str
         await console.wait("() => [...document.querySelectorAll('#waiting-rows tr')].some("
                            "r => r.cells[0].textContent === '2' && r.cells[3].textContent === '1')")
         await settled(console)
-        await audit.check(console, "postponed")
+        await both("postponed")
 
         await page.keyboard.press("n")
         await console.wait(CURRENT + " !== ''")
@@ -143,7 +148,7 @@ async def test_every_console_state_by_keyboard_passes_axe(browser: Any, dsn: str
         number = int(await page.text_content("#current-number") or 0)
         await page.keyboard.press("x")
         await console.wait("() => document.getElementById('confirm-noshow').open")
-        await audit.check(console, "no-show-question")
+        await both("no-show-question")
         await page.keyboard.press("Escape")
         await console.wait("() => !document.getElementById('confirm-noshow').open")
         assert number in await called_at(dsn, "eyes")  # declined: nothing happened
@@ -157,12 +162,12 @@ async def test_every_console_state_by_keyboard_passes_axe(browser: Any, dsn: str
         await admin.call("admin.clinic.pause", {"clinic": "eyes"})
         await console.wait("() => !document.getElementById('paused').hidden"
                            " && document.getElementById('act-call').disabled")
-        await audit.check(console, "paused")
+        await both("paused")
         await admin.call("admin.clinic.resume", {"clinic": "eyes"})
         await console.wait("() => document.getElementById('paused').hidden")
 
         await page.emulate_media(media="print")
-        await audit.check(console, "print-pin")
+        await both("print-pin")
         await page.emulate_media(media="screen")
         await page.click("#logout")
         await console.wait("() => document.body.dataset.screen === 'login'")

@@ -194,11 +194,12 @@ function render() {
   rows.replaceChildren();
   for (const item of waitingList) {
     const tr = el("tr");
-    const number = el("td", "num", item.number);
-    number.dir = "ltr";
-    const id = el("td", "masked", item.patient);
-    id.dir = "ltr";
-    tr.append(number, id, el("td", "", waited(item.entered_at)),
+    // The cells follow the page's direction; the masked ID inside reads left to right.
+    const id = el("td");
+    const masked = el("span", "masked", item.patient);
+    masked.dir = "ltr";
+    id.append(masked);
+    tr.append(el("td", "num", item.number), id, el("td", "", waited(item.entered_at)),
       el("td", item.postpone_count ? "postponed" : "", item.postpone_count));
     rows.append(tr);
   }
