@@ -4,6 +4,8 @@
 import { byId, el, failure } from "./staff-session.js";
 import { clinicName, t } from "./strings.js";
 
+const MIN_PASSWORD = 8;  // as the server's accounts module; it checks again
+
 export class StaffTab {
   constructor(ctx) {
     this.ctx = ctx;
@@ -55,6 +57,10 @@ export class StaffTab {
     const args = { username: byId("new-username").value.trim(), password: byId("new-password").value, role };
     if (role === "staff") args.clinic = byId("new-clinic").value;
     error.textContent = done.textContent = "";
+    if (args.password.length < MIN_PASSWORD) {
+      error.textContent = t("admin.passwordHint");
+      return;
+    }
     const button = byId("staff-form").querySelector("button[type=submit]");
     button.disabled = true;
     try {
@@ -63,7 +69,7 @@ export class StaffTab {
       byId("new-username").value = byId("new-password").value = "";
       await this.load();
     } catch (failed) {
-      error.textContent = failure(failed);
+      error.textContent = failed.code === "conflict" ? t("admin.taken") : failure(failed);
     } finally {
       button.disabled = false;
     }
@@ -93,6 +99,10 @@ export class StaffTab {
 
   async reset(event) {
     event.preventDefault();
+    if (byId("reset-password").value.length < MIN_PASSWORD) {
+      byId("reset-error").textContent = t("admin.passwordHint");
+      return;
+    }
     try {
       await this.ctx.socket.request("admin.staff.reset_password",
         { username: this.resetting, password: byId("reset-password").value });
@@ -116,7 +126,9 @@ export class StaffTab {
       const clinic = account.clinic ? clinicName(known.get(account.clinic) || { clinic: account.clinic }) : "–";
       const active = el("td", account.is_active ? "" : "tag tag-bad",
         t(account.is_active ? "admin.active" : "admin.disabled"));
-      const actions = el("td", "row-actions");
+      const cell = el("td");
+      const actions = el("div", "row-actions");  // a flex box inside: the cell stays a cell
+      cell.append(actions);
       // Any account but one's own may be disabled (the server keeps the last admin).
       if (account.username !== this.ctx.session.who?.subject) {
         const toggle = el("button", "link-button small", t(account.is_active ? "admin.disable" : "admin.enable"));
@@ -132,7 +144,7 @@ export class StaffTab {
       reset.setAttribute("aria-label", `${t("admin.resetPassword")}: ${account.username}`);
       reset.addEventListener("click", () => this.openReset(account));
       actions.append(reset);
-      tr.append(name, el("td", "", t(`role.${account.role}`)), el("td", "", clinic), active, actions);
+      tr.append(name, el("td", "", t(`role.${account.role}`)), el("td", "", clinic), active, cell);
       rows.append(tr);
     }
   }

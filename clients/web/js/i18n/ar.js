@@ -190,6 +190,7 @@ export default {
   "admin.resetPassword": "إعادة تعيين كلمة المرور",
   "admin.resetFor": "كلمة مرور جديدة للحساب {name}",
   "admin.newPassword": "كلمة المرور الجديدة (ثمانية أحرف على الأقل)",
+  "admin.taken": "اسم المستخدم هذا مستخدم من قبل.",
   "admin.save": "حفظ",
   "admin.saved": "تم الحفظ",
 

@@ -190,6 +190,7 @@ export default {
   "admin.resetPassword": "Reset password",
   "admin.resetFor": "New password for {name}",
   "admin.newPassword": "New password (at least 8 characters)",
+  "admin.taken": "That username is taken.",
   "admin.save": "Save",
   "admin.saved": "Saved",
 
