@@ -33,6 +33,10 @@ QUICK = frozenset({"lab", "xray", "vitals", "ecg", "audio"})
 MORNING_MINUTES = 240  # 07:00 to 11:00: then the next morning's arrivals begin
 DISPLAY_CLINICS = ("lab", "xray", "vitals", "eyes")
 STAFF_PREFIX = "demo-"
+RECEPTION = "demo-reception"
+# Examinees without a smartphone of their own are registered at the reception desk and
+# sign in with the code on their slip (after the opening crowd).
+AT_RECEPTION = 0.15
 # Refusals that mean the entry moved on without this desk (a PIN, a timeout): let it go.
 GIVE_UP = ("conflict", "not_found", "empty", "bad_request", "forbidden")
 
@@ -107,7 +111,10 @@ class Morning:
             self.spawn(self.serve_desk(desk), f"desk {desk.clinic}")
         reporter = asyncio.create_task(self.report())
         try:
-            await self.arrivals()
+            async with Client(self.ws_url) as reception:
+                await reception.request("staff.login", {"username": RECEPTION,
+                                                        "password": self.desks[0].password})
+                await self.arrivals(reception)
         finally:
             reporter.cancel()
             tasks = [*self._tasks]
@@ -115,14 +122,15 @@ class Morning:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def arrivals(self) -> None:
+    async def arrivals(self, reception: Client) -> None:
         # Every exam type with both genders first (the first is the one a person can
         # follow on a phone), then about two men to a woman.
         combos = [(e, g) for e in EXAM_TYPES for g in ("male", "female")]
         for n in itertools.count(1):
             exam, gender = combos[n - 1] if n <= len(combos) else (
                 self.rng.choice(EXAM_TYPES), "female" if self.rng.random() < 0.35 else "male")
-            self.spawn(self.examinee(self.patient_id(n), gender, exam), f"examinee {n}")
+            slip = reception if n > len(combos) and self.rng.random() < AT_RECEPTION else None
+            self.spawn(self.examinee(self.patient_id(n), gender, exam, slip), f"examinee {n}")
             # A crowd waits at the door when the committee opens; then the day's rate.
             rate = 180.0 if n < len(combos) else arrivals_per_hour(self.sim_minutes())
             await asyncio.sleep(self.rng.expovariate(rate / 3600) / self.options.speed)
@@ -132,10 +140,17 @@ class Morning:
             await asyncio.sleep(30)
             log.info("demo.progress", minutes=round(self.sim_minutes()), **self.counts)
 
-    async def examinee(self, patient_id: str, gender: str, exam: str) -> None:
-        """Log in, take the day's route, follow it on `me` until it is done or abandoned."""
+    async def examinee(self, patient_id: str, gender: str, exam: str,
+                       reception: Client | None) -> None:
+        """Log in (with the code of a slip from `reception`, if given), take the day's
+        route, follow it on `me` until it is done or abandoned."""
+        who = {"patient_id": patient_id, "gender": gender}
+        if reception is not None:
+            slip = await reception.request("reception.register", {**who, "exam_type": exam})
+            who["login_code"] = slip["login_code"]
+            self.counts["registered"] += 1
         async with Client(self.ws_url) as me:
-            await me.request("patient.login", {"patient_id": patient_id, "gender": gender})
+            await me.request("patient.login", who)
             route = await me.request("route.create", {"exam_type": exam})
             if route.get("status") != "active":
                 return
@@ -274,8 +289,9 @@ class Rooms:
 
 async def prepare(conn: asyncpg.Connection, config: Config) -> tuple[str | None, list[Desk]]:
     """Migrate, create the first admin as `serve` does, and a staff account for every
-    active clinic (as `python -m server admin add-staff` would), all with one password
-    new to this run, so that a person can sign in at any clinic's console too."""
+    active clinic (as `python -m server admin add-staff` would) and one for the
+    reception desk, all with one password new to this run, so that a person can sign in
+    at any clinic's console or at the desk too."""
     await migrations.migrate(conn)
     generated = await accounts.ensure_first_admin(conn, config.admin_username,
                                                   config.admin_password)
@@ -294,6 +310,13 @@ async def prepare(conn: asyncpg.Connection, config: Config) -> tuple[str | None,
             raise ConfigError(f"the account {username} exists for another clinic")
         desks.append(Desk(row["code"], row["capacity"], row["requires_pin"], username,
                           password))
+    role = await conn.fetchval("SELECT role FROM admins WHERE username = $1", RECEPTION)
+    if role is None:
+        await accounts.create_reception(conn, RECEPTION, password)
+    elif role == "reception":
+        await accounts.reset_password(conn, RECEPTION, password)
+    else:
+        raise ConfigError(f"the account {RECEPTION} exists with another role")
     return generated, desks
 
 
@@ -301,6 +324,7 @@ def urls(base: str, morning: Morning, paths: set[str]) -> list[str]:
     """What to open, for the screens this server serves."""
     lines = [f"Demo: a committee morning at {morning.options.speed:g}x on {base} "
              f"(Ctrl-C stops it)"]
+    password = morning.desks[0].password
     if "/display" in paths:
         lines.append(f"  waiting-room display  {base}/display?clinics={','.join(DISPLAY_CLINICS)}")
     if "/" in paths:
@@ -309,9 +333,10 @@ def urls(base: str, morning: Morning, paths: set[str]) -> list[str]:
         lines.append(f"                        or with ID {morning.patient_id(1)}, male, to "
                      "follow the morning's first examinee")
     if "/clinic" in paths:
-        password = morning.desks[0].password
         lines.append(f"  clinic console        {base}/clinic   {STAFF_PREFIX}lab (or "
                      f"{STAFF_PREFIX}<any clinic code>) / {password}")
+    if "/reception" in paths:
+        lines.append(f"  reception desk        {base}/reception   {RECEPTION} / {password}")
     if "/admin" in paths:
         lines.append(f"  admin dashboard       {base}/admin")
     lines.append(f"  the same as frames    python -m clients.python watch clinic:lab "

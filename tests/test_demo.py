@@ -37,6 +37,12 @@ async def test_a_short_demo_calls_serves_and_completes_routes(dsn: str, tmp_path
         exams = await conn.fetchval("SELECT count(DISTINCT (exam_type, gender)) FROM routes")
         staff = await conn.fetchval(
             "SELECT count(*) FROM admins WHERE role = 'staff' AND username LIKE 'demo-%'")
+        # Registered at the desk, then signed in with the slip's code.
+        registered = await conn.fetchval(
+            """SELECT count(*) FROM registrations r
+                WHERE r.registered_by = 'demo-reception' AND EXISTS (
+                      SELECT 1 FROM sessions s
+                       WHERE s.role = 'patient' AND s.subject = r.patient_id)""")
         clinics = await conn.fetchval("SELECT count(*) FROM clinics WHERE is_active")
         followed_route = await conn.fetchval(
             "SELECT exam_type FROM routes WHERE patient_id = $1", followed.group(1))
@@ -44,5 +50,6 @@ async def test_a_short_demo_calls_serves_and_completes_routes(dsn: str, tmp_path
         await conn.close()
     assert calls > 0 and served > 0 and finished > 0, (calls, served, finished, err[-3000:])
     assert staff == clinics
+    assert registered > 0, "some examinees came through the reception desk"
     assert exams >= 8, "the first arrivals cover exam types and both genders"
     assert followed_route == "recruitment"
