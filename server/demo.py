@@ -338,7 +338,8 @@ def urls(base: str, morning: Morning, paths: set[str]) -> list[str]:
     if "/reception" in paths:
         lines.append(f"  reception desk        {base}/reception   {RECEPTION} / {password}")
     if "/admin" in paths:
-        lines.append(f"  admin dashboard       {base}/admin")
+        lines.append(f"  admin dashboard       {base}/admin   admin, with ADMIN_PASSWORD or the "
+                     "password in the file named when it was made")
     lines.append(f"  the same as frames    python -m clients.python watch clinic:lab "
                  f"--url {base.replace('http', 'ws', 1)}/ws")
     return lines
