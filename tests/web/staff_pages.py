@@ -7,16 +7,35 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
+
+from server import accounts, auth
+from server.auth import Principal
 from server.clock import ManualClock
-from tests.api import ADMIN_PASSWORD
+from server.db import init_connection
 from tests.harness import MS, LiveServer
 from tests.realtime import Peer
-from tests.web.browser import Watched, axe_violations
+from tests.web.browser import Watched, axe_violations, open_page
 
 DESKTOP = {"width": 1366, "height": 768}
 TABLET = {"width": 1024, "height": 768}
 # The issue's "within 1 s" (and 2 s), stretched only when the harness is told the machine is slow.
 ONE_SECOND_MS = max(1000, int(1_000_000 * MS))
+# Every other wait: a state that will come, given as long as a shared, loaded machine needs.
+PATIENT_MS = max(15_000, int(15_000_000 * MS))
+
+
+class StaffWatched(Watched):
+    """A watched page whose waits default to PATIENT_MS (timed claims pass their own)."""
+
+    async def wait(self, js: str, arg: Any = None, *, within_ms: int = PATIENT_MS) -> Any:
+        return await super().wait(js, arg, within_ms=within_ms)
+
+
+async def open_staff(browser: Any, url: str, name: str, **options: Any) -> StaffWatched:
+    """open_page, with the patient waits; the listeners keep filling the same lists."""
+    watched = await open_page(browser, url, name, **options)
+    return StaffWatched(watched.page, watched.name, watched.errors, watched.expected_statuses)
 
 
 def wall_clock(clock: ManualClock, minutes_ago: float = 0) -> None:
@@ -39,9 +58,27 @@ async def queue_examinees(live: LiveServer, ids: list[str], *, exam: str = "cook
     return peers
 
 
-async def admin_peer(live: LiveServer) -> Peer:
+async def create_reception(dsn: str, username: str, password: str) -> None:
+    """A reception account, as an admin's admin.staff.create makes it."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await init_connection(conn)
+        await accounts.create_reception(conn, username, password)
+    finally:
+        await conn.close()
+
+
+async def admin_peer(live: LiveServer, dsn: str, clock: ManualClock) -> Peer:
+    """The admin on a raw socket, with a session made as a login makes one (without
+    paying for argon2 on a loaded machine)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await init_connection(conn)
+        token = await auth.create_session(conn, Principal("admin", "admin"), clock.now())
+    finally:
+        await conn.close()
     peer = await Peer.open(live.ws_url)
-    await peer.call("admin.login", {"username": "admin", "password": ADMIN_PASSWORD})
+    await peer.call("auth", {"token": token})
     return peer
 
 

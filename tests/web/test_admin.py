@@ -17,12 +17,13 @@ from server.db import Database
 from server.scheduler import Scheduler
 from tests.api import ADMIN_PASSWORD, create_accounts
 from tests.simulation import Day, Simulation
-from tests.web.browser import AXE, Watched, chromium, missing, open_page, site
+from tests.web.browser import AXE, Watched, chromium, missing, site
 from tests.web.staff_pages import (
     DESKTOP,
     ONE_SECOND_MS,
     Audit,
     admin_peer,
+    open_staff,
     queue_examinees,
     sign_in,
     wall_clock,
@@ -65,7 +66,7 @@ async def test_an_account_made_here_calls_by_keyboard_and_the_board_follows(
     async with site(dsn, clock) as live:
         peers = await queue_examinees(live, ["6100001", "6100002"])
         wall_clock(clock)
-        admin = await open_page(browser, f"{live.http_url}/admin", "admin-create",
+        admin = await open_staff(browser, f"{live.http_url}/admin", "admin-create",
                                 viewport=DESKTOP, lang="en")
         await sign_in(admin, "admin", ADMIN_PASSWORD)
         await admin.wait(f"() => {BOARD_LAB} && {BOARD_LAB}.querySelector('.col-waiting')"
@@ -74,7 +75,7 @@ async def test_an_account_made_here_calls_by_keyboard_and_the_board_follows(
         await admin.page.click("#tab-board")
         updates = await admin.page.evaluate("window.mmcProbe.boardUpdates")
 
-        console = await open_page(browser, f"{live.http_url}/clinic", "console-keyboard",
+        console = await open_staff(browser, f"{live.http_url}/clinic", "console-keyboard",
                                   viewport=DESKTOP, lang="en")
         await keyboard_sign_in(console.page, "nurse_lab", NEW_PASSWORD)
         await console.wait("() => document.body.dataset.screen === 'main'"
@@ -103,11 +104,11 @@ async def test_disabling_an_account_ends_its_console_on_another_process(
     await create_accounts(dsn)
     async with site(dsn, clock) as one, site(dsn, clock) as two:
         await queue_examinees(one, ["6200001"])
-        console = await open_page(browser, f"{one.http_url}/clinic", "console-disabled",
+        console = await open_staff(browser, f"{one.http_url}/clinic", "console-disabled",
                                   viewport=DESKTOP, lang="en")
         await sign_in(console, "staff_lab", "staff password 1")
         await console.wait("() => document.getElementById('waiting-rows').children.length === 1")
-        admin = await open_page(browser, f"{two.http_url}/admin", "admin-disable",
+        admin = await open_staff(browser, f"{two.http_url}/admin", "admin-disable",
                                 viewport=DESKTOP, lang="en")
         await sign_in(admin, "admin", ADMIN_PASSWORD)
         await admin.page.click("#tab-staff")
@@ -168,7 +169,7 @@ async def test_reports_chart_a_simulated_day_and_its_csv_is_the_json(
     wall_clock(clock)
     audit = Audit()
     async with site(dsn, clock) as live:
-        admin = await open_page(browser, f"{live.http_url}/admin", f"{lang}-admin-reports",
+        admin = await open_staff(browser, f"{live.http_url}/admin", f"{lang}-admin-reports",
                                 viewport=DESKTOP, lang=lang, bypass_csp=True)
         page = admin.page
         await sign_in(admin, "admin", ADMIN_PASSWORD)
@@ -177,7 +178,7 @@ async def test_reports_chart_a_simulated_day_and_its_csv_is_the_json(
         await page.select_option("#report-type", "daily")
         await page.click("#report-form button[type=submit]")
         await admin.wait("() => document.querySelectorAll('#report-charts figure').length === 5")
-        peer = await admin_peer(live)
+        peer = await admin_peer(live, dsn, clock)
         report = await peer.call("report.get", {"type": "daily", "date": REPORT_DAY.isoformat()})
         await peer.close()
         assert report["total"]["served"] > 0
@@ -213,9 +214,9 @@ async def test_displays_appear_go_and_show_muted(dsn: str, clock: ManualClock) -
     wall_clock(clock)
     await create_accounts(dsn)
     async with chromium(autoplay=False) as quiet, site(dsn, clock) as live:
-        wall = await open_page(quiet, f"{live.http_url}/display?clinics=lab,xray&name=Hall%20M",
+        wall = await open_staff(quiet, f"{live.http_url}/display?clinics=lab,xray&name=Hall%20M",
                                "display-presence", viewport={"width": 1280, "height": 720})
-        admin = await open_page(quiet, f"{live.http_url}/admin", "admin-displays",
+        admin = await open_staff(quiet, f"{live.http_url}/admin", "admin-displays",
                                 viewport=DESKTOP, lang="en")
         await sign_in(admin, "admin", ADMIN_PASSWORD)
         await admin.page.click("#tab-displays")
@@ -247,9 +248,9 @@ async def test_every_admin_tab_and_state_passes_axe(browser: Any, dsn: str, cloc
     async with site(dsn, clock) as live:
         await queue_examinees(live, ["7100001", "7100002", "7100003"])
         wall_clock(clock)
-        wall = await open_page(browser, f"{live.http_url}/display?clinics=lab&name=Lab%20door",
+        wall = await open_staff(browser, f"{live.http_url}/display?clinics=lab&name=Lab%20door",
                                f"{lang}-admin-display", viewport={"width": 1280, "height": 720})
-        admin = await open_page(browser, f"{live.http_url}/admin", f"{lang}-admin",
+        admin = await open_staff(browser, f"{live.http_url}/admin", f"{lang}-admin",
                                 viewport=DESKTOP, lang=lang, bypass_csp=True)
         page = admin.page
         await audit.check(admin, "login")
@@ -269,7 +270,7 @@ async def test_every_admin_tab_and_state_passes_axe(browser: Any, dsn: str, cloc
 
         await page.click("#tab-pins")
         await admin.wait("() => document.querySelectorAll('#pin-cards li').length > 3")
-        peer = await admin_peer(live)
+        peer = await admin_peer(live, dsn, clock)
         pins = (await peer.call("pin.current"))["pins"]
         await peer.close()
         shown = await page.eval_on_selector_all(

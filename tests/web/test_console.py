@@ -13,12 +13,13 @@ import pytest
 from server.clock import ManualClock
 from server.pages import WEB_ROOT
 from tests.api import STAFF_PASSWORD, create_accounts
-from tests.web.browser import AXE, Watched, missing, open_page, site
+from tests.web.browser import AXE, Watched, missing, site
 from tests.web.staff_pages import (
     DESKTOP,
     TABLET,
     Audit,
     admin_peer,
+    open_staff,
     queue_examinees,
     sign_in,
     wall_clock,
@@ -51,7 +52,7 @@ async def test_a_double_click_on_call_next_calls_exactly_one(browser: Any, dsn: 
     async with site(dsn, clock) as live:
         peers = await queue_examinees(live, ["4000001", "4000002", "4000003"])
         wall_clock(clock)
-        console = await open_page(browser, f"{live.http_url}/clinic", "console-double",
+        console = await open_staff(browser, f"{live.http_url}/clinic", "console-double",
                                   viewport=DESKTOP, lang="en")
         await sign_in(console, "staff_lab", STAFF_PASSWORD)
         await console.wait("() => document.getElementById('waiting-rows').children.length === 3")
@@ -83,9 +84,9 @@ async def test_every_console_state_by_keyboard_passes_axe(browser: Any, dsn: str
         peers = await queue_examinees(live, ["5100001", "5100002", "123", "5100004"],
                                       clinic="eyes")
         wall_clock(clock)
-        admin = await admin_peer(live)
+        admin = await admin_peer(live, dsn, clock)
         await peers[1].close()
-        console = await open_page(browser, f"{live.http_url}/clinic", f"{lang}-console",
+        console = await open_staff(browser, f"{live.http_url}/clinic", f"{lang}-console",
                                   viewport=DESKTOP, lang=lang, bypass_csp=True)
         page = console.page
 

@@ -14,9 +14,16 @@ import pytest
 
 from server.clock import ManualClock
 from tests.api import STAFF_PASSWORD, create_accounts
-from tests.web.browser import AXE, PHONE, missing, open_page, site
+from tests.web.browser import AXE, PHONE, missing, site
 from tests.web.scenes import card
-from tests.web.staff_pages import DESKTOP, Audit, admin_peer, sign_in, wall_clock
+from tests.web.staff_pages import (
+    DESKTOP,
+    Audit,
+    create_reception,
+    open_staff,
+    sign_in,
+    wall_clock,
+)
 
 DESK_PASSWORD = "desk password 1"
 
@@ -41,10 +48,8 @@ async def test_a_slip_logs_a_phone_into_its_route(browser: Any, dsn: str, clock:
     await create_accounts(dsn)
     audit = Audit()
     async with site(dsn, clock) as live:
-        admin = await admin_peer(live)
-        await admin.call("admin.staff.create", {"username": "front_desk", "role": "reception",
-                                                "password": DESK_PASSWORD})
-        desk = await open_page(browser, f"{live.http_url}/reception", f"{lang}-reception",
+        await create_reception(dsn, "front_desk", DESK_PASSWORD)
+        desk = await open_staff(browser, f"{live.http_url}/reception", f"{lang}-reception",
                                viewport=DESKTOP, lang=lang, bypass_csp=True)
         page = desk.page
         await audit.check(desk, "login")
@@ -84,7 +89,7 @@ async def test_a_slip_logs_a_phone_into_its_route(browser: Any, dsn: str, clock:
         parts = urlsplit(target)
         assert parts.path == "/" and parts.query.startswith(f"slip={patient}.f.")
         link = f"{live.http_url}/?{parts.query}"
-        phone = await open_page(browser, link, f"{lang}-reception-phone", viewport=PHONE,
+        phone = await open_staff(browser, link, f"{lang}-reception-phone", viewport=PHONE,
                                 lang=lang, bypass_csp=True)
         await phone.wait("() => document.body.dataset.screen === 'route'"
                          " && document.getElementById('card-number').textContent !== ''")
@@ -94,7 +99,7 @@ async def test_a_slip_logs_a_phone_into_its_route(browser: Any, dsn: str, clock:
         await audit.check(phone, "after-qr")
 
         # The code is spent: the same link a second time signs no one in.
-        again = await open_page(browser, link, f"{lang}-reception-reused", viewport=PHONE,
+        again = await open_staff(browser, link, f"{lang}-reception-reused", viewport=PHONE,
                                 lang=lang, bypass_csp=True,
                                 expected={("/api/v1/patient-login", 401)})
         await again.wait("() => document.body.dataset.screen === 'login'"
@@ -103,7 +108,6 @@ async def test_a_slip_logs_a_phone_into_its_route(browser: Any, dsn: str, clock:
 
         await page.click("#slip-new")
         await desk.wait("() => document.body.dataset.slip === 'none'")
-        await admin.close()
         for watched in (desk, phone, again):
             await watched.page.context.close()
     assert audit.found == {}
