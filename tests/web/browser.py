@@ -27,7 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 AXE = Path(__file__).resolve().parent / "node_modules" / "axe-core" / "axe.min.js"
 REQUIRED = os.environ.get("MMC_REQUIRE_BROWSER") == "1"
-WAIT_MS = max(1000, int(5_000_000 * MS))   # Playwright's waits, in milliseconds
+# Playwright's waits, in milliseconds: for a state that will come, as long as a shared,
+# loaded machine needs (what must happen within a time is measured by the benchmark).
+WAIT_MS = max(15_000, int(15_000_000 * MS))
 PHONE = {"width": 360, "height": 800}
 WALL = {"width": 1920, "height": 1080}
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
