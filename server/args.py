@@ -67,6 +67,15 @@ class Args:
     def optional_integer(self, name: str, *, low: int, high: int) -> int | None:
         return None if self._raw.get(name) is None else self.integer(name, low=low, high=high)
 
+    def optional_flag(self, name: str) -> bool:
+        """A boolean that is false when absent."""
+        value = self._raw.get(name)
+        if value is None:
+            return False
+        if not isinstance(value, bool):
+            raise errors.BadRequest(f"{name} must be true or false")
+        return value
+
     def value(self, name: str) -> Any:
         if name not in self._raw:
             raise errors.BadRequest(f"{name} is required")

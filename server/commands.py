@@ -308,8 +308,11 @@ async def pin_current(db: Database, principal: Principal, args: Args) -> Result:
 
 @operation("pin.rotate", ADMIN)
 async def pin_rotate(db: Database, principal: Principal, args: Args) -> Result:
+    """Today's PINs where missing; with `fresh`, new PINs at once (a PIN has leaked)."""
     clinic = args.optional_clinic()
-    pins = await db.call("SELECT mmc_rotate_pins(mmc_pin_day($1), $2)", db.now(), clinic)
+    query = ("SELECT mmc_fresh_pins(mmc_pin_day($1), $2)" if args.optional_flag("fresh")
+             else "SELECT mmc_rotate_pins(mmc_pin_day($1), $2)")
+    pins = await db.call(query, db.now(), clinic)
     if clinic is not None and clinic not in pins:
         await _require_pin_clinic(db, clinic)
     return {"pins": pins}

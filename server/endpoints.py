@@ -76,8 +76,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              body={"clinic": CLINIC, "number": NUMBER}),
     Endpoint("pin-status", "GET", "Today's PIN (own clinic for staff, all for admins)",
              "staff, admin", op="pin.current", query={"clinic": CLINIC}),
-    Endpoint("pin-generate", "POST", "Generate today's PINs where missing (idempotent)",
-             "admin", op="pin.rotate", body={"clinic": CLINIC}),
+    Endpoint("pin-generate", "POST", "Generate today's PINs where missing (idempotent); "
+             "with fresh, draw new ones at once", "admin", op="pin.rotate",
+             body={"clinic": CLINIC,
+                   "fresh": {"type": "boolean", "default": False,
+                             "description": "replace today's PINs (one clinic or all)"}}),
     Endpoint("route-create", "POST", "Create today's route (sticky) and enter its first clinic",
              "patient", op="route.create",
              body={"exam_type": {"type": "string", "maxLength": 32,

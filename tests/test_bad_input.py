@@ -34,7 +34,7 @@ VALID: dict[str, dict[str, Any]] = {
     "queue.no_show": {"clinic": "eyes", "number": 1},
     "pin.submit": {"clinic": "eyes", "pin": "42"},
     "pin.current": {"clinic": "eyes"},
-    "pin.rotate": {"clinic": "eyes"},
+    "pin.rotate": {"clinic": "eyes", "fresh": False},
     "stats.dashboard": {},
     "admin.staff.create": {"username": "newnurse", "password": "a long password",
                            "clinic": "eyes"},
@@ -57,7 +57,7 @@ VALID: dict[str, dict[str, Any]] = {
     "stream.ticket": {"channel": "clinic:eyes"},
 }
 FREE_TEXT = {"password"}
-OPTIONAL = {("queue.status", "clinic"), ("display.hello", "last_announced"),
+OPTIONAL = {("queue.status", "clinic"), ("pin.rotate", "fresh"), ("display.hello", "last_announced"),
             ("pin.current", "clinic"), ("pin.rotate", "clinic"),
             *((f"queue.{a}", "number") for a in ("recall", "start", "done", "skip", "no_show"))}
 # Values that must be refused for a field, beyond wrong types.
@@ -82,10 +82,11 @@ BAD_VALUES: dict[str, list[Any]] = {
     "voice": ["robot", "", SQL, HUGE],
     "last_announced": [-1, 2**63, "5", "²", 3.5, True, [], {}],
     "display_id": ["nope", "", "²", SQL, HUGE],
+    "fresh": ["true", 1, 0, 3.5, [], {}, SQL],
     "channel": ["", "nope", "clinic:", "clinic:EYES", "clinic:eyes:staff²", "me²", SQL, HUGE],
 }
 # Fields for which some of WRONG_TYPES are valid: their bad values are all listed above.
-OWN_WRONG_TYPES = {"value", "clinics", "sound", "last_announced"}
+OWN_WRONG_TYPES = {"value", "clinics", "sound", "last_announced", "fresh"}
 
 
 def cases() -> list[tuple[str, Any]]:

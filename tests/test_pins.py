@@ -43,6 +43,26 @@ async def test_rotating_twice_in_one_day_changes_nothing(db):
     assert await digest(db) == before
 
 
+async def test_a_fresh_rotation_replaces_a_leaked_pin_at_once(db):
+    """`fresh`: eyes gets a new PIN, distinct from every other of the day; the other
+    clinics keep theirs; PIN_ROTATED (reason admin) is written for eyes only."""
+    before = await pins(db)
+    result = (await run(db, ADMIN, "pin.rotate", {"clinic": "eyes", "fresh": True}))["pins"]
+    after = await pins(db)
+    assert set(result) == {"eyes"} and result["eyes"] == after["eyes"] != before["eyes"]
+    assert {c: p for c, p in after.items() if c != "eyes"} == \
+        {c: p for c, p in before.items() if c != "eyes"}
+    assert len(set(after.values())) == len(after)
+    rotated = await db.call(
+        "SELECT jsonb_agg(jsonb_build_object('clinic', clinic_code, 'data', data)) "
+        "FROM events WHERE event_type = 'PIN_ROTATED' AND data->>'reason' = 'admin'")
+    assert [r["clinic"] for r in rotated] == ["eyes"]
+    everyone = (await run(db, ADMIN, "pin.rotate", {"fresh": True}))["pins"]
+    assert set(everyone) == PIN_CLINICS
+    assert all(everyone[c] != after[c] for c in everyone)
+    assert len(set(everyone.values())) == len(everyone)
+
+
 async def test_next_day_gets_new_pins(db, clock):
     """After the local reset time the PIN day changes and new PINs are drawn."""
     first = await pins(db)

@@ -277,10 +277,20 @@ async def test_every_admin_tab_and_state_passes_axe(browser: Any, dsn: str, cloc
             "#pin-cards li", "cards => Object.fromEntries(cards.map(c => [c.dataset.clinic,"
             " c.querySelector('.pin-card-value').textContent]))")
         assert shown == pins
-        # pin.rotate answers with today's PINs (the server keeps a PIN for its day).
+        # A new PIN for eyes at once: the card shows the server's new PIN.
         await page.click("#pin-cards li[data-clinic=eyes] button")
-        await admin.wait("() => !document.querySelector('#pin-cards li[data-clinic=eyes] button')"
-                         ".disabled && document.getElementById('pins-error').textContent === ''")
+        await admin.wait("old => !document.querySelector('#pin-cards li[data-clinic=eyes] button')"
+                         ".disabled && document.getElementById('pins-error').textContent === ''"
+                         " && document.querySelector('#pin-cards li[data-clinic=eyes] "
+                         ".pin-card-value').textContent !== old", pins["eyes"])
+        peer = await admin_peer(live, dsn, clock)
+        fresh = (await peer.call("pin.current"))["pins"]
+        await peer.close()
+        assert fresh["eyes"] != pins["eyes"]
+        assert {c: p for c, p in fresh.items() if c != "eyes"} == \
+            {c: p for c, p in pins.items() if c != "eyes"}
+        assert await page.text_content("#pin-cards li[data-clinic=eyes] .pin-card-value") == \
+            fresh["eyes"]
         await audit.check(admin, "pins")
         await page.emulate_media(media="print")
         await audit.check(admin, "pins-print")

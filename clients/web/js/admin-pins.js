@@ -40,7 +40,8 @@ export class PinsTab {
   async rotate(clinic, button) {
     button.disabled = true;
     try {
-      const args = clinic ? { clinic } : {};
+      // fresh: a new PIN at once, for the door sign that has leaked.
+      const args = clinic ? { clinic, fresh: true } : { fresh: true };
       const { pins } = await this.ctx.socket.request("pin.rotate", args);
       this.pins = { ...(this.pins || {}), ...pins };
       byId("pins-error").textContent = "";

@@ -1,0 +1,1 @@
+DROP FUNCTION IF EXISTS mmc_fresh_pins(date, text);
