@@ -336,6 +336,8 @@ class Crowd:
         return {}
 
     async def cmd_report(self) -> dict[str, Any]:
+        if self.driver is not None:
+            await self.driver.settle()
         w = self.window
         lags = sorted(w.lags)
         return {

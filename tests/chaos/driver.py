@@ -36,6 +36,7 @@ class Driver:
         self.inflight: set[tuple[str, str, int]] = set()
         self.entering: set[str] = set()
         self.failure: str | None = None
+        self.tasks: set[asyncio.Task[None]] = set()  # commands awaiting their replies
         self.idle = asyncio.Event()
         self.idle.set()
         self.reset()
@@ -125,6 +126,13 @@ class Driver:
         if await self.ask(who, "queue.done", {"clinic": clinic, "number": number}) is not None:
             self.advance(clinic, number, FINISHED)
 
+    async def settle(self) -> None:
+        """Until every command issued so far has its outcome (a hang takes
+        REPLY_TIMEOUT), so each window counts the commands it issued."""
+        pending = list(self.tasks)
+        if pending:
+            await asyncio.wait(pending, timeout=REPLY_TIMEOUT + 2)
+
     def report(self) -> dict[str, Any]:
         replies = sorted(self.replies)
         return {"issued": self.issued, "not_sent": self.not_sent, "waited": self.waited,
@@ -151,7 +159,7 @@ class Driver:
         for c in clients:
             if c.spec.kind == STAFF:
                 staff.setdefault(c.spec.clinic, []).append(c)
-        tasks: set[asyncio.Task[None]] = set()
+        tasks = self.tasks
         loop = asyncio.get_running_loop()
         started = loop.time()
         turn = itertools.count()

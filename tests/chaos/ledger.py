@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 
 from server import protocol
+from server.db import init_connection
 
 # Ten digits or more standing alone (request ids are hex, times are ISO).
 FULL_ID = re.compile(r"(?<![0-9A-Za-z])[0-9]{10,}(?![0-9A-Za-z])")
@@ -169,3 +170,27 @@ class LogScan:
 def _example(out: dict[str, Any], name: str, line: str) -> None:
     if len(out["examples"]) < 5:
         out["examples"].append(f"{name}: {line[:300]}")
+
+
+async def display_check(dsn: str, clinic: str, since: int, state: dict[str, Any]
+                        ) -> dict[str, Any]:
+    """The real display against the database: every call of its clinic after its first
+    snapshot announced exactly once, and the number it shows the one Postgres says."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await init_connection(conn)
+        expected = [r["id"] for r in await conn.fetch(
+            "SELECT id FROM events WHERE clinic_code = $1 AND id > $2 "
+            "AND event_type IN ('CALLED', 'RECALLED') ORDER BY id", clinic, since)]
+        snapshot = await conn.fetchval("SELECT mmc_snapshot_clinic($1, now())", clinic)
+    finally:
+        await conn.close()
+    called = ((snapshot or {}).get("state") or {}).get("called") or []
+    announced = [int(a["seq"]) for a in state["announced"] if a.get("clinic") == clinic]
+    want, got = set(expected), set(announced)
+    shown = state["shown"][0] if state["shown"] else None
+    return {"clinic": clinic, "calls": len(expected), "announced": len(announced),
+            "missing": len(want - got), "twice": len(announced) - len(got),
+            "never_called": len(got - want), "in_order": announced == sorted(announced),
+            "shown": shown, "database": str(called[0]) if called else None,
+            "page_errors": state["error_count"], "page_error_examples": state["errors"][:5]}

@@ -96,6 +96,21 @@ def markdown(r: dict[str, Any]) -> str:
         + "; ".join(grew) + ".",
         "",
     ]
+    display = r.get("display") or {}
+    if "skipped" in display:
+        lines += [f"Real display: not run ({display['skipped']}).", ""]
+    elif display:
+        lines += [
+            f"Real display (Chromium, clients/web/display.html through nginx, clinic "
+            f"{display['clinic']}) through every fault: {display['calls']} calls committed, "
+            f"{display['announced']} announced, missing {display['missing']}, announced "
+            f"twice {display['twice']}, never called {display['never_called']}, in order "
+            f"{display['in_order']}; shows {display['shown']}, the database says "
+            f"{display['database']}; {display['page_errors']} console errors and failed "
+            f"requests on the page (faults make some); holds: "
+            f"{'yes' if display['holds'] else '**no**'}. The phone page did not ride along.",
+            "",
+        ]
     final = r["final"]
     led = final["ledger"]
     lines += [

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import multiprocessing
 import statistics
 import time
@@ -20,7 +21,7 @@ import psutil
 
 from tests.bench import stats
 from tests.bench.stage import Seeded
-from tests.chaos import crowd, hostile, ledger
+from tests.chaos import crowd, hostile, ledger, screens
 from tests.chaos.stack import Stack
 
 COMMAND_TIMEOUT = 300.0
@@ -142,6 +143,8 @@ class Run:
         self.stack = Stack(breaker_reset=plan.breaker_reset)
         self.crowds: Crowds | None = None
         self.hostile: Member | None = None
+        self.display: Member | None = None
+        self.display_from = ("", 0)
         self.keys: set[str] = set()
         self.rate = plan.rate
         self.results: dict[str, Any] = {"faults": [], "plan": plan.__dict__}
@@ -190,9 +193,35 @@ class Run:
                                    "connect_seconds": round(time.monotonic() - t, 1),
                                    "clinics": len(seeded.clinics)}
         self.say(f"{up} clients up through nginx")
+        self.open_display()
         self.results["rate"] = self.calibrate()
         self.crowds.driver.ask({"cmd": "drive", "rate": self.rate, "seconds": 24 * 3600})
         self.ledger_checkpoint()  # the ledgers start here
+
+    def open_display(self) -> None:
+        """One real display page (Chromium) through nginx, when the machine has one."""
+        missing = screens.available()
+        if missing is not None:
+            self.results["display"] = {"skipped": missing}
+            return
+        clinic = self.seeded.clinics[0]
+        self.display = Member(screens.main, "chaos-display")
+        state = self.display.ask({"cmd": "open", "url": f"{self.stack.http_url}/display?"
+                                  f"clinics={clinic}&name=chaos"}, timeout=90)
+        stored = json.loads(state["stored"] or "{}")
+        self.display_from = (clinic, int(stored.get(clinic, 0)))
+        self.say(f"a Chromium display of {clinic} is up (from seq {self.display_from[1]})")
+
+    def check_display(self) -> dict[str, Any]:
+        if self.display is None:
+            return dict(self.results.get("display") or {})
+        state = self.display.ask({"cmd": "read"})
+        clinic, since = self.display_from
+        found = asyncio.run(ledger.display_check(self.stack.direct_dsn, clinic, since, state))
+        found["holds"] = (found["missing"] == 0 and found["twice"] == 0
+                          and found["never_called"] == 0 and found["in_order"]
+                          and found["shown"] == found["database"])
+        return found
 
     def calibrate(self) -> dict[str, Any]:
         """Offer half the benchmark's sustained rate; if this machine cannot keep it up
@@ -458,7 +487,7 @@ class Run:
                 early = statistics.median(s[name][metric] for _, s in after[:third])
                 late = statistics.median(s[name][metric] for _, s in after[-third:])
                 growth[f"{name} {metric}"] = {
-                    "early": early, "late": late,
+                    "early": round(early, 1), "late": round(late, 1),
                     "growth_pct": round((late - early) / early * 100, 1) if early else None}
         ok = sum(r["commands"]["outcomes"].get("ok", 0) for r in slices)
         errors: dict[str, int] = {}
@@ -494,13 +523,17 @@ class Run:
         self.crowds.driver.ask({"cmd": "halt"})
         current = self.until_current()
         led, invariants, logs = self.ledger_checkpoint(), self.invariants(), self.scan_logs()
+        self.results["display"] = display = self.check_display()
         return {"all_current_after_s": current, "ledger": led, "invariants": invariants,
                 "logs": logs, "holds": current is not None and clean_ledger(led)
-                and not any(invariants.values()) and _clean_logs(logs)}
+                and not any(invariants.values()) and _clean_logs(logs)
+                and display.get("holds", True)}
 
     def close(self) -> None:
         if self.hostile is not None:
             self.hostile.close()
+        if self.display is not None:
+            self.display.close()
         if self.crowds is not None:
             self.crowds.close()
         self.stack.close()
