@@ -57,8 +57,9 @@ VALID: dict[str, dict[str, Any]] = {
     "stream.ticket": {"channel": "clinic:eyes"},
 }
 FREE_TEXT = {"password"}
-OPTIONAL = {("queue.status", "clinic"), ("pin.rotate", "fresh"), ("display.hello", "last_announced"),
-            ("pin.current", "clinic"), ("pin.rotate", "clinic"),
+OPTIONAL = {("queue.status", "clinic"), ("pin.rotate", "fresh"),
+            ("display.hello", "last_announced"), ("pin.current", "clinic"),
+            ("pin.rotate", "clinic"),
             *((f"queue.{a}", "number") for a in ("recall", "start", "done", "skip", "no_show"))}
 # Values that must be refused for a field, beyond wrong types.
 BAD_VALUES: dict[str, list[Any]] = {
