@@ -3,6 +3,7 @@
 
 import { Announcer, phoneChime } from "./audio.js";
 import { ConnectionBadge } from "./connection.js";
+import { LoginForm, failureKey } from "./login-form.js";
 import { activeEntry, renderCard, renderRoute, station } from "./route-view.js";
 import { RequestError, Socket } from "./socket.js";
 import { bindLangSwitch, clinicName, floorName, onLangChange, setLang, t } from "./strings.js";
@@ -12,7 +13,6 @@ const TOKEN_KEY = "mmc.patient.token";
 const ID_KEY = "mmc.patient.id";
 const EXAM_TYPES = ["recruitment", "promotion", "transfer", "referral", "contract", "courses",
   "aviation", "cooks"];
-const ID_DIGITS = /^[0-9\u0660-\u0669\u06F0-\u06F9]{2,12}$/;
 const PIN_DIGITS = /^[0-9\u0660-\u0669\u06F0-\u06F9]{2}$/;
 const REFRESH_DELAY_MS = 60;
 // A phone left open past midnight must not keep yesterday's number: the server's
@@ -33,6 +33,7 @@ const state = {
 };
 const announcer = new Announcer();
 let socket = null;
+let loginForm = null;
 
 function read(key) {
   try { return localStorage.getItem(key); } catch { return null; }
@@ -58,11 +59,7 @@ function show(screen) {
 
 function message(error) {
   const code = error instanceof RequestError ? error.code : "internal";
-  if (code === "offline" || code === "timeout") return t("error.offline");
-  if (code === "unavailable") return t("error.unavailable");
-  if (code === "rate_limited") return t("error.rate");
-  if (code === "unauthorized") return t("error.session");
-  return t("error.generic");
+  return t(code === "unauthorized" ? "error.session" : failureKey(code));
 }
 
 // --- drawing -------------------------------------------------------------------------
@@ -229,7 +226,7 @@ async function onConnect(sock) {
     await sock.request("auth", { token: state.token });
   } catch (error) {
     if (error.code === "unauthorized" || error.code === "forbidden") {
-      endSession(t("error.session"));
+      endSession("error.session");
       return;
     }
     throw error;
@@ -241,22 +238,32 @@ async function onConnect(sock) {
 let pendingSlip = null;
 
 async function slipLogin(sock) {
+  const slip = pendingSlip;
   try {
-    const result = await sock.request("patient.login", pendingSlip);
+    const result = await sock.request("patient.login", slip);
     pendingSlip = null;
-    state.token = result.token;
-    state.patientId = result.patient.patient_id;
-    write(TOKEN_KEY, state.token);
-    write(ID_KEY, state.patientId);
-    state.loaded = false;
-    socket.subscribe("me", onMe);
-    render();
+    signedIn(result);
   } catch (error) {
     if (error.code === "offline" || error.code === "timeout") throw error;  // try on reconnect
     pendingSlip = null;
     render();
-    byId("login-error").textContent = error.code === "unauthorized" ? t("slip.refused") : message(error);
+    // The ID and gender as the slip has them: only the code is left to check or type.
+    byId("patient-id").value = slip.patient_id;
+    const gender = byId("login-form").querySelector(`input[name=gender][value=${slip.gender}]`);
+    if (gender) gender.checked = true;
+    byId("slip-box").open = true;
+    loginForm.say(error.code === "unauthorized" ? "slip.refused" : failureKey(error.code));
   }
+}
+
+function signedIn(result) {
+  state.token = result.token;
+  state.patientId = result.patient.patient_id;
+  write(TOKEN_KEY, state.token);
+  write(ID_KEY, state.patientId);
+  state.loaded = false;
+  socket.subscribe("me", onMe);
+  render();
 }
 
 function endSession(reason) {
@@ -268,34 +275,19 @@ function endSession(reason) {
   write(ID_KEY, null);
   socket.channels.delete("me");
   render();
-  byId("login-error").textContent = reason || "";
+  loginForm.say(reason);
 }
 
 async function login(event) {
   event.preventDefault();
-  const error = byId("login-error");
-  const id = byId("patient-id").value.trim();
-  const gender = new FormData(byId("login-form")).get("gender");
-  if (!ID_DIGITS.test(id)) {
-    error.textContent = t("login.badId");
-    return;
-  }
-  if (!gender) {
-    error.textContent = t("login.noGender");
-    return;
-  }
-  error.textContent = "";
+  const args = loginForm.read();  // null when a field is wrong (said under the form)
+  if (!args) return;
   try {
-    const result = await socket.request("patient.login", { patient_id: id, gender });
-    state.token = result.token;
-    state.patientId = result.patient.patient_id;
-    write(TOKEN_KEY, state.token);
-    write(ID_KEY, state.patientId);
-    state.loaded = false;
-    socket.subscribe("me", onMe);
-    render();
+    const result = await socket.request("patient.login", args);
+    loginForm.done();
+    signedIn(result);
   } catch (failure) {
-    error.textContent = failure.code === "bad_request" ? t("login.badId") : message(failure);
+    loginForm.refused(failure, args);
   }
 }
 
@@ -387,6 +379,7 @@ function start() {
   buildExamChoices();
   bindLangSwitch(byId("lang"));
   onLangChange(render);
+  loginForm = new LoginForm();
   pendingSlip = takeSlip();
   if (pendingSlip) {  // a slip's link replaces whoever was signed in on this phone
     state.token = null;

@@ -21,6 +21,13 @@ export default {
   "login.submit": "Continue",
   "login.badId": "The ID must be 2 to 12 digits.",
   "login.noGender": "Choose your gender.",
+  "login.haveSlip": "I have a slip from reception",
+  "login.code": "Sign-in code from your slip",
+  "login.codeHint": "Printed on the slip under “Sign-in code”: 8 English letters and digits.",
+  "login.badCode": "The code on the slip is 8 letters and digits. Check it and type it again.",
+  "login.codeLatin": "Type the code's letters in English (A to Z), as printed on the slip.",
+  "login.refused": "We could not sign you in. Check your military ID and gender. If reception gave you a slip, type its code too; if not, ask at the committee reception.",
+  "login.refusedCode": "We could not sign you in. Check your military ID, your gender and the code on your slip. Each code works once: if it was used, ask reception for a new slip.",
   "gender.male": "Male",
   "gender.female": "Female",
 
@@ -280,5 +287,5 @@ export default {
   "report.empty": "Nothing to show for this period.",
   "console.status.CALLED": "Called, not yet in",
   "console.status.IN_PROGRESS": "Being examined",
-  "slip.refused": "This slip's code was already used or does not match. Sign in with your ID.",
+  "slip.refused": "This slip's code was already used or does not match. Check your ID and gender and type the code from the slip, or ask reception for a new slip.",
 };
