@@ -14,6 +14,7 @@ from tests.web.browser import AXE, PHONE, missing, site
 from tests.web.scenes import Staff, card
 from tests.web.staff_pages import Audit, StaffWatched, open_staff, wall_clock
 from tests.web.test_pages import table
+from tests.web.test_phone import _fits
 
 ERROR = "() => document.getElementById('login-error').textContent"
 TOKEN = "() => localStorage.getItem('mmc.patient.token')"
@@ -116,6 +117,16 @@ async def test_a_slip_code_typed_by_hand_signs_in(browser: Any, dsn: str, clock:
         await submit(phone, patient, "female", another(code))
         await refused_with(phone, strings["login.refusedCode"])
         await audit.check(phone, "code-refused")
+        # The same words in the other language after a switch; at 200% text, no sideways scroll.
+        other = "en" if lang == "ar" else "ar"
+        await page.click("#lang")
+        assert await page.evaluate(ERROR) == table(other)["login.refusedCode"]
+        await page.click("#lang")
+        assert await page.evaluate(ERROR) == strings["login.refusedCode"]
+        await page.evaluate("document.documentElement.style.fontSize = '200%'")
+        await phone.shot("code-refused-200")
+        assert await _fits(page)
+        await page.evaluate("document.documentElement.style.fontSize = ''")
         await submit(phone, patient, "male", code)
         await refused_with(phone, strings["login.refusedCode"])
         assert await sessions_of(dsn, patient) == 0
