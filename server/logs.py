@@ -44,10 +44,3 @@ def configure(log_format: str = "json", level: str = "info") -> None:
     # every frame, and frames carry patient IDs and, to staff, PINs: never below info.
     for frames in ("uvicorn.error", "websockets"):
         logging.getLogger(frames).setLevel(max(LEVELS[level], logging.INFO))
-
-
-def mask_patient_id(patient_id: str | None) -> str | None:
-    """The last four digits only, as staff screens show them."""
-    if patient_id is None:
-        return None
-    return "*" * max(0, len(patient_id) - 4) + patient_id[-4:]
