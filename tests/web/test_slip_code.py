@@ -124,6 +124,7 @@ async def test_a_slip_code_typed_by_hand_signs_in(browser: Any, dsn: str, clock:
         await page.click("#lang")
         assert await page.evaluate(ERROR) == strings["login.refusedCode"]
         await page.evaluate("document.documentElement.style.fontSize = '200%'")
+        await page.fill("#login-code", "WWWWWWWW")   # the widest code there can be
         await phone.shot("code-refused-200")
         assert await _fits(page)
         await page.evaluate("document.documentElement.style.fontSize = ''")
