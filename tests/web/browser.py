@@ -81,6 +81,10 @@ class Watched:
     def _console(self, message: Any) -> None:
         if message.type != "error":
             return
+        # As in _failed: a server stopped under an open page (a restart, the test's end)
+        # refuses what the page retries; the page's offline state is what tests check.
+        if "net::ERR_CONNECTION_REFUSED" in message.text:
+            return
         status = re.search(r"Failed to load resource: .* status of (\d+)", message.text)
         if status and (url_path(message.location.get("url", "")),
                        int(status.group(1))) in self.expected_statuses:
