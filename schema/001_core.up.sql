@@ -1,4 +1,4 @@
--- 001 core: the seed's ten tables with DOMAIN.md's fixes, plus what they need
+-- 001 core: the migration plan's ten tables with DOMAIN.md's fixes, plus what they need
 -- (per-day counters, exam route templates, sessions, PIN attempts).
 -- Valid on Postgres 15-18 and on Supabase; gen_random_uuid() is built in.
 
@@ -19,7 +19,7 @@ CREATE TABLE clinics (
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
 
--- Staff and admin accounts share the seed's admins table: role + clinic.
+-- Staff and admin accounts share the migration plan's admins table: role + clinic.
 CREATE TABLE admins (
     id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     username        text UNIQUE NOT NULL CHECK (length(username) BETWEEN 1 AND 64),
@@ -53,7 +53,7 @@ CREATE TABLE sessions (
 CREATE INDEX idx_sessions_expires_at ON sessions (expires_at);
 
 -- Numbers count from 1 per clinic per local day: one counter row, updated atomically
--- (the seed's MAX(queue_number)+1 handed out duplicates under concurrency).
+-- (the migration plan's MAX(queue_number)+1 handed out duplicates under concurrency).
 CREATE TABLE queue_counters (
     clinic_code     text NOT NULL REFERENCES clinics(code) ON UPDATE CASCADE ON DELETE CASCADE,
     day             date NOT NULL,
@@ -233,7 +233,7 @@ $$;
 CREATE TRIGGER notify_events AFTER INSERT ON events
     FOR EACH ROW EXECUTE FUNCTION mmc_notify_events();
 
--- Row level security on, with no public policies: the seed's policies let anyone
+-- Row level security on, with no public policies: the migration plan's policies let anyone
 -- holding the anon key read PINs and update queues. The server connects as owner.
 ALTER TABLE admins ENABLE ROW LEVEL SECURITY;
 ALTER TABLE patients ENABLE ROW LEVEL SECURITY;

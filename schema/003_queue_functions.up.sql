@@ -31,7 +31,7 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- The day a PIN belongs to: PINs rotate at the local pin_reset_time (00:00 by
--- default, the seed's 21:00 UTC cron), so the PIN day is the local day shifted by it.
+-- default, the migration plan's 21:00 UTC cron), so the PIN day is the local day shifted by it.
 CREATE FUNCTION mmc_pin_day(p_now timestamptz) RETURNS date
 LANGUAGE sql STABLE AS $$
     SELECT ((p_now AT TIME ZONE coalesce(mmc_setting('timezone') #>> '{}', 'Asia/Qatar'))
@@ -371,7 +371,7 @@ BEGIN
 END;
 $$;
 
--- queue.enter (patient): as the seed's enter_queue, with the fixes of DOMAIN.md.
+-- queue.enter (patient): as the migration plan's enter_queue, with the fixes of DOMAIN.md.
 CREATE FUNCTION mmc_queue_enter(p_patient text, p_clinic text, p_now timestamptz)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE

@@ -1,4 +1,4 @@
--- 005 api: what the HTTP API adds to the rules: fixed-window counters in the seed's
+-- 005 api: what the HTTP API adds to the rules: fixed-window counters in the migration plan's
 -- rate_limits table (login attempts hold across processes), and path-choose on demand.
 
 -- Count one hit of p_client on p_endpoint in the current window; returns 0 when

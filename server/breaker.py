@@ -1,4 +1,4 @@
-"""The circuit breaker around the database (the seed's: 5 failures open it for 60 s,
+"""The circuit breaker around the database (the migration plan's: 5 failures open it for 60 s,
 2 successes close it), shared by HTTP, WebSocket and the hub of one process."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The HTTP API's table: the seed's twenty edge functions (plus staff-login, logout, the
+"""The HTTP API's table: the migration plan's twenty edge functions (plus staff-login, logout, the
 account, reception and stream-ticket operations), each with its method, command, callers
 and input shape. The HTTP adapter
 (server/http.py) and the OpenAPI document (server/openapi.py) both read it."""

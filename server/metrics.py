@@ -1,5 +1,5 @@
 """Prometheus metrics of one app instance (its own registry, no module globals), with
-the names the seed's alerts.yml uses plus sockets, frames, hub events and lag."""
+the names the migration plan's alerts.yml uses plus sockets, frames, hub events and lag."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Pure-ASGI middleware: a request id bound to every log line of an HTTP request (and
-echoed as X-Request-ID), and the HTTP metrics the seed's alerts are written on.
+echoed as X-Request-ID), and the HTTP metrics the migration plan's alerts are written on.
 WebSocket connections bind their own id in server/ws.py."""
 
 from __future__ import annotations

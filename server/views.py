@@ -1,6 +1,6 @@
 """What each audience may see: event rows turned into per-channel frame data, the
 snapshots and the replay read from SQL (schema/004), and the per-process cache of
-snapshots under the seed's keys (`queue:status:<clinic>`, `stats:dashboard`)."""
+snapshots under the migration plan's keys (`queue:status:<clinic>`, `stats:dashboard`)."""
 
 from __future__ import annotations
 
@@ -151,7 +151,7 @@ class _Entry:
 
 @dataclass
 class ViewCache:
-    """Snapshots by seed key. A value is stored only if its key was not invalidated
+    """Snapshots by cache key. A value is stored only if its key was not invalidated
     while it was being computed, so a stale snapshot never outlives its NOTIFY.
 
     A generation is a tick of one counter: `drop` stamps the key with a new tick, and a
