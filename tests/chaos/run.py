@@ -551,6 +551,15 @@ def _clean_logs(logs: dict[str, Any]) -> bool:
     return bool(logs["full_ids"] == 0 and logs["pins"] == 0)
 
 
+def correct(row: dict[str, Any]) -> bool:
+    """The promises that do not depend on how fast this machine is: nothing lost, shown
+    twice or out of order, the invariants, no PIN or full ID where it must not be, and
+    never a 500. Hangs, the time to catch up and the hostile slowdown are timings."""
+    return (clean_ledger(row["ledger"]) and not any(row["invariants"].values())
+            and not row.get("privacy") and _clean_logs(row["logs"])
+            and "internal" not in row["commands"]["outcomes"])
+
+
 def holds(row: dict[str, Any]) -> bool:
     """The promises of the issue for one fault."""
     led, commands = row["ledger"], row["commands"]
