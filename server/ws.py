@@ -102,15 +102,26 @@ class Connection:
             task.cancel()
 
         self.outbox.on_close = interrupt
+        absorbed = False
         try:
             await self._read()
         except asyncio.CancelledError:
             if not interrupted or task.uncancel() > 0:
                 raise
+            absorbed = True
         except Exception as exc:
             log.error("ws.reader_failed", error=type(exc).__name__)
         finally:
             self.outbox.on_close = None
+            if interrupted and not absorbed:
+                # The read ended by itself (a disconnect already queued is received
+                # without suspending) after the interrupt's cancel was asked for: take
+                # that cancel here, where it is expected, not in the clean-up's waits.
+                try:
+                    await asyncio.sleep(0)
+                except asyncio.CancelledError:
+                    if task.uncancel() > 0:
+                        raise
             # Channels go at once: a socket on its way out holds none.
             for stack in self.subscriptions.values():
                 await stack.aclose()
