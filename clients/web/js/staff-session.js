@@ -60,8 +60,18 @@ export class StaffSession {
 
   show() {
     const signedIn = Boolean(this.token && this.who);
+    const main = byId("screen-main");
+    const arriving = signedIn && main.hidden;
+    const focusWasInLogin = byId("screen-login").contains(document.activeElement);
     byId("screen-login").hidden = signedIn || Boolean(this.token);
-    byId("screen-main").hidden = !signedIn;
+    main.hidden = !signedIn;
+    if (arriving && focusWasInLogin) {
+      // The form just hid under the focus: move it to the page's heading, so screen
+      // readers hear where they are and the shortcut keys work at once.
+      const heading = main.querySelector("h1");
+      heading.tabIndex = -1;
+      heading.focus();
+    }
     byId("logout").hidden = !signedIn;
     byId("signed-in").textContent = signedIn ? t("staff.signedIn", { name: this.who.subject }) : "";
     document.body.dataset.screen = signedIn ? "main" : this.token ? "loading" : "login";
