@@ -78,8 +78,8 @@ def markdown(r: dict[str, Any]) -> str:
         ]
     soak = r["soak"]
     grew = [f"{k} {v['early']} -> {v['late']} ({v['growth_pct']}%)"
-            for k, v in soak["growth"].items()]
-    lines += [
+            for k, v in soak.get("growth", {}).items()]
+    lines += [] if not soak else [
         f"Soak: {soak['seconds']:.0f} s (warm-up {soak['warmup_s']:.0f} s) at "
         f"{rate['offered']}/s offered: {soak['commands_ok']:,} commands ok "
         f"({soak['achieved_per_s']}/s), errors {soak['errors'] or 'none'}; command reply p99 per "

@@ -137,8 +137,10 @@ def specs(seeded: Seeded, plan: Plan) -> tuple[list[dict[str, Any]], list[dict[s
 
 
 class Run:
-    def __init__(self, plan: Plan, say: Callable[[str], None]) -> None:
+    def __init__(self, plan: Plan, say: Callable[[str], None],
+                 only: list[str] | None = None) -> None:
         self.plan = plan
+        self.only = only  # run just the faults whose names contain one of these words
         self.say = say
         self.stack = Stack(breaker_reset=plan.breaker_reset)
         self.crowds: Crowds | None = None
@@ -157,12 +159,16 @@ class Run:
         try:
             self.setup()
             faults = self.faults()
+            if self.only is not None:
+                faults = [(n, a) for n, a in faults if any(w in n for w in self.only)]
             # The hostile crowd goes last, after the soak: what it leaves behind (work
             # queued on the servers) must not be read as the soak's own drift.
-            for name, act in faults[:-1]:
+            hostile_last = faults[-1:] if faults and faults[-1][0].startswith("hostile") else []
+            for name, act in faults[:len(faults) - len(hostile_last)]:
                 self.results["faults"].append(self.fault(name, act))
-            self.results["soak"] = self.soak()
-            self.results["faults"].append(self.fault(*faults[-1]))
+            self.results["soak"] = self.soak() if self.plan.soak_seconds > 0 else {}
+            for name, act in hostile_last:
+                self.results["faults"].append(self.fault(name, act))
             self.results["final"] = self.finish()
         finally:
             self.close()
