@@ -475,8 +475,14 @@ class Hub:
     async def _start(self, sub: Subscription, since: int | None,
                      reply: Callable[[int], str] | None, replay_limit: int) -> None:
         channel, outbox = sub.channel, sub.outbox
-        replay = None
+        replay = state = None
         if since is not None:
+            if channel.kind == "me":
+                # Read before the replay: every event up to the snapshot's seq is then in
+                # the replay, so it can go ahead of the snapshot. (Read after it, an
+                # event committed in between but not yet relayed by this hub would be
+                # in neither: covered by the snapshot, its frame dropped when it came.)
+                state = await self.views.snapshot(channel)
             replay = await self.views.replay(channel, since, replay_limit)
         if replay is not None and replay.resumable:
             assert since is not None
@@ -484,22 +490,22 @@ class Hub:
             if reply is not None:
                 await outbox.put(reply(since))
             for row in replay.rows:
+                if state is not None and row.id > state[0]:
+                    await self._put_snapshot(sub, *state, reset=False)
+                    state = None
                 frame = views.frame_for(channel, row)
                 if frame is not None:
                     await outbox.put(frame)
-            cut = replay.head
-            if channel.kind == "me":
+            if state is not None:
                 # Notices are derived state: after a resume the snapshot is current.
-                cut = await self._send_snapshot(sub, cut, reset=False)
+                await self._put_snapshot(sub, *state, reset=False)
+            cut = replay.head
         else:
-            seq, state = await self.views.snapshot(channel)
+            seq, found = state or await self.views.snapshot(channel)
             sub.seq = seq
             if reply is not None:
                 await outbox.put(reply(seq))
-            await outbox.put(protocol.snapshot(channel.name, seq, state,
-                                               reset=replay is not None))
-            if channel.kind == "me" and channel.patient is not None:
-                self.notices.baseline(channel.patient, seq, state.get("entry"))
+            await self._put_snapshot(sub, seq, found, reset=replay is not None)
             cut = seq
         top = cut
         while sub.pending:
@@ -513,9 +519,15 @@ class Hub:
         sub.seq = top
         sub.live = True
 
+    async def _put_snapshot(self, sub: Subscription, seq: int, state: Any, *,
+                            reset: bool) -> None:
+        await sub.outbox.put(protocol.snapshot(sub.channel.name, seq, state, reset=reset))
+        if sub.channel.kind == "me" and sub.channel.patient is not None:
+            self.notices.baseline(sub.channel.patient, seq, state.get("entry"))
+
     async def _send_snapshot(self, sub: Subscription, cut: int, *, reset: bool) -> int:
         seq, state = await self.views.snapshot(sub.channel)
-        # Events the replay did not reach but the snapshot already reflects go first.
+        # Events the subscriber has not seen but the snapshot already reflects go first.
         batch, sub.pending = sub.pending, []
         later = []
         for pending_seq, frame, event in batch:
@@ -524,7 +536,5 @@ class Hub:
             elif pending_seq > seq:
                 later.append((pending_seq, frame, event))
         sub.pending = later + sub.pending
-        await sub.outbox.put(protocol.snapshot(sub.channel.name, seq, state, reset=reset))
-        if sub.channel.patient is not None:
-            self.notices.baseline(sub.channel.patient, seq, state.get("entry"))
+        await self._put_snapshot(sub, seq, state, reset=reset)
         return seq

@@ -7,6 +7,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import orjson
@@ -18,7 +19,7 @@ from server.db import Database
 from server.ws import WsLimits
 from tests.harness import MS, LiveServer
 from tests.people import ADMIN, patient, run, staff
-from tests.realtime import Frame, Peer, running, token_for
+from tests.realtime import Frame, Peer, hub_of, running, token_for
 
 
 @pytest.fixture
@@ -117,14 +118,51 @@ async def test_patient_has_only_me(live: LiveServer, db: Database) -> None:
     await phone.wait_for(has("type", "snapshot"))
     me = phone.pushed[-1]
     assert me["channel"] == "me"
-    assert me["state"]["patient_id"] == "28800001111"
+    assert me["state"]["patient_id"] == "*******1111"
     assert me["state"]["entry"]["clinic"] == "lab"
     # A new identity on the socket loses the old one's private channels.
     await phone.call("patient.login", {"patient_id": "28800002222", "gender": "male"})
     await phone.call("subscribe", {"channel": "me"})
     await phone.wait_for(lambda f: len([x for x in f if x["type"] == "snapshot"]) == 2)
-    assert phone.pushed[-1]["state"]["patient_id"] == "28800002222"
+    assert phone.pushed[-1]["state"]["patient_id"] == "*******2222"
     await phone.close()
+
+
+async def test_no_frame_on_me_carries_the_patients_full_id(
+        live: LiveServer, db: Database) -> None:
+    """A whole route on `me` (snapshots, events, notices, a resume): the ID only masked."""
+    full = "28700004321"
+    admin = await Peer.open(live.ws_url)
+    await admin.call("auth", {"token": await token_for(db, ADMIN)})
+    others = [await patient(db, f"2870000{i:04d}") for i in range(2)]
+    for other in others:
+        await run(db, other, "queue.enter", {"clinic": "lab"})
+    phone = await Peer.open(live.ws_url)
+    await phone.call("patient.login", {"patient_id": full, "gender": "male"})
+    seen = (await phone.call("subscribe", {"channel": "me"}))["seq"]
+    route = await phone.call("route.create", {"exam_type": "cooks"})
+    while route["status"] == "active":
+        clinic = route["current"]["clinic"]
+        while (await phone.call("queue.status"))["status"] == "WAITING":
+            called = await admin.call("queue.call", {"clinic": clinic})
+            if called["called"]["number"] != route["current"]["number"]:
+                await admin.call("queue.done", {"clinic": clinic,
+                                                "number": called["called"]["number"]})
+        await admin.call("queue.done", {"clinic": clinic,
+                                        "number": route["current"]["number"]})
+        route = await phone.call("route.get")
+    await phone.wait_for(has("event", "ROUTE_COMPLETED"))
+    # A resume: the replayed events and a fresh snapshot.
+    await phone.call("subscribe", {"channel": "me", "since": seen})
+    await phone.wait_for(lambda f: [x["type"] for x in f].count("snapshot") == 2)
+    kinds = {f["type"] for f in phone.pushed}
+    assert kinds == {"snapshot", "event", "notice"}
+    assert all(f["channel"] == "me" for f in phone.pushed)
+    leaked = [f for f in phone.pushed if full in orjson.dumps(f).decode()]
+    assert leaked == []
+    assert phone.pushed[-1]["state"]["patient_id"] == "*******4321"
+    await phone.close()
+    await admin.close()
 
 
 def pins_in(frame: str, pins: set[str]) -> list[str]:
@@ -255,6 +293,48 @@ async def test_me_resume_replays_then_sends_a_current_snapshot(
     assert snapshot["reset"] is False
     assert snapshot["state"]["entry"]["status"] == "CALLED"
     await phone.close()
+
+
+async def test_me_resume_loses_no_event_committed_while_it_is_read(
+        live: LiveServer, db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `me` resume reads a replay and a snapshot. An event committed between the two,
+    and not yet relayed by this process's hub (it lags the log by a read under load),
+    must still reach the phone: before the snapshot, or after it as a live event."""
+    who = await patient(db, "26400000011")
+    await run(db, who, "queue.enter", {"clinic": "dental"})
+    phone = await Peer.open(live.ws_url)
+    await phone.call("auth", {"token": await token_for(db, who)})
+    seen = (await phone.call("subscribe", {"channel": "me"}))["seq"]
+    await phone.close()
+    hub = hub_of(live)
+    relay = asyncio.Event()
+    relay.set()
+    read, replay = hub._read, hub.views.replay
+
+    async def held_read(conn: Any) -> None:
+        await relay.wait()
+        await read(conn)
+
+    async def replay_then_call(channel: Any, since: int, limit: int) -> Any:
+        found = await replay(channel, since, limit)
+        if channel.kind == "me":
+            relay.clear()  # the hub falls behind the log from here
+            await run(db, ADMIN, "queue.call", {"clinic": "dental"})
+        return found
+
+    monkeypatch.setattr(hub, "_read", held_read)
+    monkeypatch.setattr(hub.views, "replay", replay_then_call)
+    again = await Peer.open(live.ws_url)
+    try:
+        await again.call("auth", {"token": await token_for(db, who)})
+        await again.call("subscribe", {"channel": "me", "since": seen})
+        await again.wait_for(has("type", "snapshot"))
+    finally:
+        relay.set()
+    await again.wait_for(has("event", "CALLED"))
+    seqs = [e["seq"] for e in again.events()]
+    assert seqs == sorted(set(seqs)) and seqs[0] > seen
+    await again.close()
 
 
 async def test_bad_frames_get_an_error_and_the_connection_stays(live: LiveServer) -> None:
