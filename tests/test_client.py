@@ -39,7 +39,7 @@ async def test_requests_are_answered_by_id_and_errors_raise(
         assert client.token == login["token"]
         await client.subscribe("me")
         snapshot = await next_of(client, "snapshot")
-        assert snapshot["state"]["patient_id"] == "14000000001"
+        assert snapshot["state"]["patient_id"] == "*******0001"
 
 
 async def test_subscriptions_resume_on_the_next_server_after_a_restart(

@@ -397,7 +397,6 @@ class Run:
             "close_codes": sorted({c for r in reports for c in r["close_codes"]}),
             "privacy": [p for r in reports for p in r["privacy"]][:5],
             "leaks": sum(r["leaks"] for r in reports),
-            "own_id_frames": sum(r["own_id_frames"] for r in reports),
             "connect_errors": [r["connect_errors"] for r in reports],
             "still_down": sum(r["down"] for r in reports),
         }

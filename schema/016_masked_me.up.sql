@@ -1,0 +1,11 @@
+-- 016 masked ID on `me`: the patient's own snapshot carries their ID masked as staff
+-- see it (mmc_mask_patient), never whole, so that no frame to a phone holds a full ID.
+
+CREATE OR REPLACE FUNCTION mmc_snapshot_me(p_patient text, p_now timestamptz) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object('seq', mmc_head_seq(), 'state', jsonb_build_object(
+        'patient_id', mmc_mask_patient(p_patient),
+        'route', (SELECT mmc_route_view(r.id) FROM routes r
+                   WHERE r.patient_id = p_patient AND r.day = mmc_local_day(p_now)),
+        'entry', mmc_patient_status(p_patient, p_now)))
+$$;
