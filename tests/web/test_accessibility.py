@@ -64,6 +64,10 @@ async def test_every_state_passes_axe(browser: Any, dsn: str, clock: ManualClock
         await phone.page.click("#exam-form button[type=submit]")
         await phone.wait("() => document.body.dataset.screen === 'route'")
         await audit.check(phone, "waiting")
+        # The footer names the military ID as such: beside a queue number, "the number"
+        # alone would be read as that.
+        assert await phone.page.text_content("#signed-in") == (
+            f"الرقم العسكري: {patient}" if lang == "ar" else f"ID: {patient}")
 
         await staff.call("lab")
         await phone.wait("() => !document.getElementById('turn').hidden")

@@ -11,7 +11,7 @@ export default {
   "patient.title": "اللجنة الطبية العسكرية: دورك",
   "patient.heading": "اللجنة الطبية العسكرية",
   "patient.logout": "تسجيل الخروج",
-  "patient.signedIn": "الرقم: {id}",
+  "patient.signedIn": "الرقم العسكري: {id}",
 
   "login.heading": "تسجيل الدخول",
   "login.intro": "أدخل رقمك العسكري لمعرفة دورك ومسار فحوصاتك اليوم.",
