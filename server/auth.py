@@ -27,7 +27,11 @@ SESSION_LIFETIME: dict[str, timedelta] = {
 # A stream ticket (stream.ticket) is good for one events-stream request this soon.
 TICKET_LIFETIME = timedelta(seconds=30)
 
-_hasher = PasswordHasher()
+# OWASP's argon2id recommendation (m=19 MiB, t=2, p=1): about a tenth of argon2-cffi's
+# default (64 MiB, four lanes), which made one login flood take both cores from the
+# commands of signed-in staff. Hashes made with other parameters are rehashed at the
+# next successful login (`needs_rehash`).
+_hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 # Verified against when the username is unknown, so both paths cost the same.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
@@ -127,9 +131,13 @@ async def hash_password(password: str) -> str:
     return await asyncio.to_thread(_hasher.hash, password)
 
 
-# At most this many argon2 verifications run at once per process: a login flood then
-# waits its turn instead of taking every core from the commands of signed-in staff.
-VERIFY_SLOTS = 2
+# One argon2 verification at a time per process, and a login waits at most
+# VERIFY_WAIT seconds for its turn: past that it is answered `unavailable` with
+# `retry_after` instead of queueing, so a login flood can neither take every core from
+# the commands of signed-in staff nor pile up work that outlives it.
+VERIFY_SLOTS = 1
+VERIFY_WAIT = 1.0
+VERIFY_RETRY_AFTER = 2
 _slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
 
 
@@ -143,6 +151,14 @@ def _verify_slots() -> asyncio.Semaphore:
     return slots
 
 
+def needs_rehash(stored_hash: str) -> bool:
+    """True for a hash made with other parameters than today's (older, heavier ones)."""
+    try:
+        return _hasher.check_needs_rehash(stored_hash)
+    except (InvalidHashError, ValueError):
+        return False
+
+
 async def verify_password(stored_hash: str | None, password: str) -> bool:
     def check() -> bool:
         try:
@@ -150,5 +166,15 @@ async def verify_password(stored_hash: str | None, password: str) -> bool:
         except (VerificationError, InvalidHashError):
             return False
 
-    async with _verify_slots():
-        return await asyncio.to_thread(check)
+    slots = _verify_slots()
+    try:
+        async with asyncio.timeout(VERIFY_WAIT):
+            await slots.acquire()
+    except TimeoutError:
+        raise errors.Unavailable("too many logins at once; retry shortly",
+                                 retry_after=VERIFY_RETRY_AFTER) from None
+    # The slot is given back when the verification ends, not when a caller that went
+    # away stops waiting for it: a thread cannot be cancelled.
+    verification = asyncio.ensure_future(asyncio.to_thread(check))
+    verification.add_done_callback(lambda _: slots.release())
+    return await asyncio.shield(verification)

@@ -196,6 +196,11 @@ async def _account_login(db: Database, args: Args, *, admin_only: bool) -> Resul
         await gate.failed()
         raise errors.Unauthorized("wrong username or password")
     await gate.succeeded()
+    if auth.needs_rehash(row["password_hash"]):
+        # Made with older, heavier parameters: stored again with today's.
+        await db.call("""UPDATE admins SET password_hash = $2
+                          WHERE username = $1 AND password_hash = $3""",
+                      row["username"], await auth.hash_password(password), row["password_hash"])
     if admin_only and row["role"] != "admin":
         raise errors.Forbidden("not an admin account")
     principal = Principal(row["role"], row["username"], row["clinic_code"])

@@ -38,6 +38,16 @@ DOMAIN_ERRORS: dict[str, type[errors.MMCError]] = {
 
 # Seconds a client is told to wait when the database cannot be reached.
 UNAVAILABLE_RETRY_AFTER = 5
+# A command waits at most this long for a pooled connection (every connection busy:
+# a reconnect storm's snapshots, a flood), then is answered `unavailable`: well inside
+# a client's 10 s, even with a statement's own time and a socket's earlier commands.
+ACQUIRE_TIMEOUT = 3.0
+BUSY_RETRY_AFTER = 1
+
+
+class PoolBusy(errors.Unavailable):
+    """Every pooled connection stayed busy past the wait: the server is overloaded, the
+    database is not out of reach (the breaker does not count it)."""
 
 
 def _dumps(value: Any) -> str:
@@ -114,6 +124,7 @@ class Database:
         self.metrics = metrics or Metrics()
         self.breaker = breaker or CircuitBreaker()
         self.breaker.add_listener(self.metrics.set_breaker_state)
+        self.acquire_timeout = ACQUIRE_TIMEOUT
 
     @classmethod
     async def connect(cls, dsn: str, *, clock: Clock | None = None, min_size: int = 2,
@@ -145,6 +156,8 @@ class Database:
         self.breaker.check()
         try:
             yield
+        except PoolBusy:
+            raise
         except errors.MMCError:
             self.record_outcome(None)
             raise
@@ -155,13 +168,22 @@ class Database:
 
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[Conn]:
-        """A pooled connection; one whose driver state is wedged is never lent again."""
-        async with self.pool.acquire() as conn:
-            try:
-                yield conn
-            except asyncpg.InternalClientError:
-                conn.terminate()
-                raise
+        """A pooled connection, waited for at most `acquire_timeout` seconds; one whose
+        driver state is wedged is never lent again."""
+        try:
+            # asyncio.timeout, not acquire(timeout=): no task per command to carry it.
+            async with asyncio.timeout(self.acquire_timeout):
+                lent = await self.pool.acquire()
+        except TimeoutError:
+            raise PoolBusy("the server is busy; retry shortly",
+                           retry_after=BUSY_RETRY_AFTER) from None
+        try:
+            yield lent
+        except asyncpg.InternalClientError:
+            lent.terminate()
+            raise
+        finally:
+            await self.pool.release(lent)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:

@@ -8,7 +8,7 @@ import contextlib
 import itertools
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -22,16 +22,24 @@ from server.displays import Presence
 from server.hub import Hub
 from server.outbox import Outbox
 from server.protocol import CloseCode
-from server.ratelimit import TokenBucket
+from server.ratelimit import ClientLimits, TokenBucket
 from server.sessions import SessionRegistry
 
 log = structlog.get_logger(__name__)
 _connection_ids = itertools.count(1)
 
 
+# Logins and PIN tries: each costs Postgres work (and a login an argon2 verification),
+# so they are counted per socket and per address before any of it is done.
+ATTEMPTS = commands.LOGIN_OPERATIONS | {"pin.submit"}
+# What the transport answers itself; any other op unknown to server.commands is malformed.
+TRANSPORT_OPERATIONS = frozenset({"auth", "subscribe", "unsubscribe"})
+
+
 @dataclass(frozen=True, kw_only=True)
 class WsLimits:
-    """What one socket may do. `send_queue` is WS_SEND_QUEUE."""
+    """What one socket may do, and one address across its sockets (in this process).
+    `send_queue` is WS_SEND_QUEUE."""
 
     send_queue: int = 256
     rate: float = 20.0                 # frames a second, sustained
@@ -45,6 +53,19 @@ class WsLimits:
     anonymous_subscriptions: int = 8   # a display shows up to six public clinics
     anonymous_replay: int = 500        # events replayed to an anonymous resume, else reset
     close_grace_seconds: float = 10.0  # for the close frame behind a stalled client
+    # Logins and PIN tries: an examinee's morning is a login and a few tries per clinic.
+    attempt_rate: float = 0.5          # a second per socket, sustained
+    attempt_burst: float = 20.0
+    address_attempt_rate: float = 10.0  # the same per address, across its sockets
+    address_attempt_burst: float = 100.0
+    bad_frame_rate: float = 1.0        # malformed frames a second, sustained...
+    bad_frame_burst: float = 20.0      # ...and at once; past either: 1008
+    # The buckets of the addresses: one per app, shared by its sockets.
+    address_attempts: ClientLimits = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "address_attempts", ClientLimits(
+            self.address_attempt_rate, self.address_attempt_burst))
 
 
 async def endpoint(websocket: WebSocket) -> None:
@@ -78,6 +99,8 @@ class Connection:
         self.outbox = Outbox(limits.send_queue,
                              direct=websocket.scope.get("extensions", {}).get(wire.EXTENSION))
         self.bucket = TokenBucket(limits.rate, limits.burst)
+        self.attempts = TokenBucket(limits.attempt_rate, limits.attempt_burst)
+        self.bad_frames = TokenBucket(limits.bad_frame_rate, limits.bad_frame_burst)
         self.subscriptions: dict[str, AsyncExitStack] = {}
         self.token_hash: bytes | None = None
         self.presence = presence
@@ -176,10 +199,17 @@ class Connection:
                 continue
             text = message.get("text")
             if text is None:
-                await self.outbox.put(protocol.error(
-                    None, errors.BadRequest("frames must be JSON text")))
+                await self._malformed(None, errors.BadRequest("frames must be JSON text"))
                 continue
             await self._handle(text)
+
+    async def _malformed(self, rid: int | None, exc: errors.MMCError) -> None:
+        """Answer a frame that is not a request we know, without touching the database;
+        a socket that keeps sending them is closed with 1008 once the answer is out."""
+        await self.outbox.put(protocol.error(rid, exc))
+        if not self.bad_frames.take():
+            log.info("ws.malformed_close")
+            self.outbox.close(CloseCode.POLICY, drain=True)
 
     async def _refuse(self, message: Mapping[str, Any]) -> None:
         rid = None
@@ -199,7 +229,10 @@ class Connection:
         try:
             request = protocol.parse_request(text)
         except protocol.BadFrame as exc:
-            await self.outbox.put(protocol.error(exc.request_id, exc))
+            await self._malformed(exc.request_id, exc)
+            return
+        if request.op not in commands.OPERATIONS and request.op not in TRANSPORT_OPERATIONS:
+            await self._malformed(request.id, errors.BadRequest("unknown op"))
             return
         try:
             if request.op == "subscribe":
@@ -228,6 +261,8 @@ class Connection:
             if stack is not None:
                 await stack.aclose()
             return {}
+        if request.op in ATTEMPTS:
+            self._count_attempt()
         result = await commands.execute(self.db, self.principal, request.op, request.args,
                                         client=self.client, token=self.token_hash)
         if request.op in commands.LOGIN_OPERATIONS:
@@ -236,6 +271,15 @@ class Connection:
         elif request.op == "display.hello" and self.presence is not None:
             self._hold_display(result["display_id"])
         return result
+
+    def _count_attempt(self) -> None:
+        """A login or PIN try over this socket's or this address's budget is refused
+        here, before Postgres or argon2 sees it."""
+        wait = (None if self.attempts.take() else self.attempts.retry_after())
+        if wait is None:
+            wait = self.limits.address_attempts.retry_after(self.client, "attempts")
+        if wait is not None:
+            raise errors.RateLimited("too many attempts; try again later", retry_after=wait)
 
     def _hold_display(self, display_id: str) -> None:
         """This socket is that display now: IDENTIFY signals for it come here."""

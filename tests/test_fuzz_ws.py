@@ -67,7 +67,8 @@ frames = st.one_of(
 @pytest.fixture
 async def fuzzed(dsn: str, clock: ManualClock, db: Database) -> AsyncIterator[
         tuple[LiveServer, list[Peer]]]:
-    limits = WsLimits(rate=1_000_000, burst=1_000_000)
+    limits = WsLimits(rate=1_000_000, burst=1_000_000, bad_frame_rate=1_000_000,
+                      bad_frame_burst=1_000_000)
     async with running(dsn, clock, limits=limits) as live:
         # No client keepalive: its ping payload comes from the process-wide `random`,
         # which Hypothesis refuses to see used while it draws (a slow run crosses 20 s).
