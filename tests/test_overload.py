@@ -4,7 +4,9 @@ be) instead of waiting without bound for argon2 or a pooled connection."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -202,3 +204,26 @@ async def test_a_socket_sending_garbage_is_answered_then_closed_with_1008(
         assert set(error_codes(hostile)) == {"bad_request"}
         assert await careless.call("ping") == {}
         await careless.close()
+
+
+async def test_sockets_closed_by_their_own_reader_leave_no_exception_in_the_log(
+        dsn: str, clock: ManualClock, caplog: pytest.LogCaptureFixture) -> None:
+    """Sixty sockets at once each send a burst over the rate limit and leave at once:
+    the reader closes its own socket (a cancel of itself still pending) and then reads
+    the disconnect already queued. No handler ends with "Exception in ASGI
+    application" (commit c0042cd: the pending cancel escaped the clean-up)."""
+    limits = WsLimits(rate=0.001, burst=1, over_limit_seconds=0.0)
+    burst = "".join(f'{{"id": {i}, "op": "ping"}}\n' for i in range(8)).split("\n")[:-1]
+    async with running(dsn, clock, limits=limits) as live:
+        async def hit_and_leave() -> None:
+            peer = await Peer.open(live.ws_url)
+            for frame in burst:
+                await peer.send_raw(frame)
+            await peer.ws.close()
+
+        with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
+            await asyncio.gather(*(hit_and_leave() for _ in range(60)))
+            survivor = await Peer.open(live.ws_url)
+            assert await survivor.call("ping") == {}
+            await survivor.close()
+    assert not [r for r in caplog.records if "Exception in ASGI" in r.getMessage()]
