@@ -42,6 +42,42 @@ def fault_table(faults: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _phone(phone: dict[str, Any]) -> list[str]:
+    if "skipped" in phone:
+        return [f"Real phone: not run ({phone['skipped']}).", ""]
+    if not phone:
+        return []
+    faults = "; ".join(f"{f['fault'].split(' (')[0]} {_s(f['current_after_s'])} s"
+                       for f in phone["faults"]) or "none"
+    if "shown" not in phone:
+        end = "nobody signed in on it"
+    else:
+        said = ("what the database says" if phone["shown"] == phone["database"] else
+                f"**{phone['shown']}** where the database says {phone['database']}")
+        end = (f"at the end it showed {said} ({_phone_state(phone['database'])}) after "
+               f"{_s(phone['current_after_s'])} s, and {len(phone['stale_after_end'])} other "
+               f"states after that; {phone['states']} states shown in all; "
+               f"{phone['page_errors']} console errors and failed requests on the page")
+    problems = f"; problems: {phone['problems']}" if phone["problems"] else ""
+    return [
+        f"Real phone (Chromium, the patient page through nginx; {phone['walk_ins']} "
+        "examinee(s) in turn, each signing in and choosing the exam before a fault once "
+        "the one before had finished the route) through every fault: after each fault "
+        f"it showed what the database says within (s): {faults}; {end}{problems}; "
+        f"holds: {'yes' if phone['holds'] else '**no**'}.",
+        "",
+    ]
+
+
+def _phone_state(state: dict[str, Any]) -> str:
+    if state.get("screen") != "route":
+        return f"the {state.get('screen')} screen"
+    if state.get("number") is None:
+        return f"at {state.get('station')} without a number"
+    ahead = f", {state['ahead']} ahead" if state.get("ahead") is not None else ""
+    return f"{state['clinic']}, number {state['number']}, {state['status']}{ahead}"
+
+
 def markdown(r: dict[str, Any]) -> str:
     meta, clients, rate = r["meta"], r["clients"], r["rate"]
     lines = [
@@ -108,9 +144,10 @@ def markdown(r: dict[str, Any]) -> str:
             f"{display['in_order']}; shows {display['shown']}, the database says "
             f"{display['database']}; {display['page_errors']} console errors and failed "
             f"requests on the page (faults make some); holds: "
-            f"{'yes' if display['holds'] else '**no**'}. The phone page did not ride along.",
+            f"{'yes' if display['holds'] else '**no**'}.",
             "",
         ]
+    lines += _phone(r.get("phone") or {})
     final = r["final"]
     led = final["ledger"]
     lines += [

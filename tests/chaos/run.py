@@ -145,8 +145,9 @@ class Run:
         self.stack = Stack(breaker_reset=plan.breaker_reset)
         self.crowds: Crowds | None = None
         self.hostile: Member | None = None
-        self.display: Member | None = None
+        self.display: Member | None = None  # the screens' process: the display and the phone
         self.display_from = ("", 0)
+        self.phone: dict[str, Any] | None = None
         self.keys: set[str] = set()
         self.rate = plan.rate
         self.results: dict[str, Any] = {"faults": [], "plan": plan.__dict__}
@@ -200,6 +201,7 @@ class Run:
                                    "clinics": len(seeded.clinics)}
         self.say(f"{up} clients up through nginx")
         self.open_display()
+        self.open_phone()
         self.results["rate"] = self.calibrate()
         self.crowds.driver.ask({"cmd": "drive", "rate": self.rate, "seconds": 24 * 3600})
         self.ledger_checkpoint()  # the ledgers start here
@@ -227,6 +229,87 @@ class Run:
         found["holds"] = (found["missing"] == 0 and found["twice"] == 0
                           and found["never_called"] == 0 and found["in_order"]
                           and found["shown"] == found["database"])
+        return found
+
+    def open_phone(self) -> None:
+        """One real phone page (Chromium, the patient page) through nginx, beside the
+        display; its first examinee signs in when the first fault is about to begin."""
+        if self.display is None:
+            self.results["phone"] = dict(self.results.get("display") or {})
+            return
+        self.display.ask({"cmd": "phone_open", "url": f"{self.stack.http_url}/"}, timeout=90)
+        self.phone = {"patient": None, "walk_ins": 0, "walk_in_s": [], "faults": [],
+                      "problems": []}
+
+    def phone_truth(self) -> dict[str, Any]:
+        assert self.phone is not None and self.phone["patient"] is not None
+        return asyncio.run(screens.phone_truth(self.stack.direct_dsn, self.phone["patient"]))
+
+    def phone_walk_in(self) -> None:
+        """Before each fault, a phone whose examinee has finished the route changes hands:
+        the next one signs in on it and chooses the exam, so that every fault meets a
+        route the driver's calls are moving (a route takes seconds at the run's rate)."""
+        phone = self.phone
+        if self.display is None or phone is None:
+            return
+        if phone["patient"] is not None and self.phone_truth()["screen"] != "done":
+            return
+        patient = f"70000000{phone['walk_ins']:02d}"
+        t = time.monotonic()
+        try:
+            self.display.ask({"cmd": "phone_walk_in", "patient": patient, "gender": "male"})
+        except RuntimeError as exc:
+            phone["problems"].append(f"{patient} could not sign in: {str(exc)[-300:]}")
+            return
+        phone["patient"] = patient
+        phone["walk_ins"] += 1
+        phone["walk_in_s"].append(round(time.monotonic() - t, 2))
+
+    def phone_current(self, within: float = 30.0) -> tuple[float | None, dict[str, Any]]:
+        """(seconds until the phone shows what the database says, or None; the last
+        page and database states read), while the commands may still move its route."""
+        assert self.display is not None
+        t = time.monotonic()
+        while True:
+            shown = self.display.ask({"cmd": "phone_read"})["shown"]
+            truth = self.phone_truth()
+            if shown == truth:
+                return round(time.monotonic() - t, 2), {"shown": shown}
+            if time.monotonic() - t > within:
+                return None, {"shown": shown, "database": truth}
+            time.sleep(0.2)
+
+    def phone_after(self, fault: str) -> None:
+        if self.display is None or self.phone is None or self.phone["patient"] is None:
+            return
+        after, states = self.phone_current()
+        self.phone["faults"].append({"fault": fault, "patient": self.phone["patient"],
+                                     "current_after_s": after, **states})
+        self.say(f"  phone {self.phone['patient']}: current after {after} s {states['shown']}")
+
+    def check_phone(self, watch: float = 1.0) -> dict[str, Any]:
+        """At the end (commands stopped, every client current): the phone shows what
+        the database says, and from then on (`watch` seconds) never anything else."""
+        phone = self.phone
+        if self.display is None or phone is None:
+            return dict(self.results.get("phone") or {})
+        found: dict[str, Any] = {k: phone[k] for k in ("walk_ins", "walk_in_s", "faults",
+                                                        "problems")}
+        if phone["patient"] is None:  # no fault ran: nobody signed in on it
+            return {**found, "holds": not phone["problems"]}
+        after, _ = self.phone_current()
+        matched = time.time()
+        time.sleep(watch)
+        state = self.display.ask({"cmd": "phone_read", "since": matched})
+        truth = self.phone_truth()
+        flips = [x for x in state["trail"] if x["shown"] != truth]
+        late = [f["fault"] for f in phone["faults"] if f["current_after_s"] is None]
+        found.update(patient=phone["patient"], current_after_s=after, shown=state["shown"],
+                     database=truth, stale_after_end=flips[:5], states=state["states"],
+                     late=late, page_errors=state["error_count"],
+                     page_error_examples=state["errors"][:5])
+        found["holds"] = (after is not None and state["shown"] == truth and not flips
+                          and not late and not phone["problems"])
         return found
 
     def calibrate(self) -> dict[str, Any]:
@@ -316,7 +399,9 @@ class Run:
 
         def storm() -> dict[str, Any]:
             assert self.crowds is not None
-            return {"dropped": sum(r["dropped"] for r in self.crowds.all({"cmd": "drop_all"}))}
+            cut = self.display.ask({"cmd": "drop"}) if self.display else {"dropped": 0}
+            return {"dropped": sum(r["dropped"] for r in self.crowds.all({"cmd": "drop_all"})),
+                    "screens_dropped": cut["dropped"]}
 
         def hostile_crowd() -> dict[str, Any]:
             return self.hostile_fault()
@@ -335,6 +420,7 @@ class Run:
 
     def fault(self, name: str, act: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         assert self.crowds is not None
+        self.phone_walk_in()
         self.say(f"fault: {name}")
         self.crowds.all({"cmd": "window"})
         time.sleep(self.plan.calm)
@@ -352,6 +438,7 @@ class Run:
                    logs=self.scan_logs())
         row["holds"] = holds(row)
         self.say(f"  -> {brief(row)}")
+        self.phone_after(name)
         return row
 
     def until_current(self, within: float = 60.0) -> float | None:
@@ -529,10 +616,11 @@ class Run:
         current = self.until_current()
         led, invariants, logs = self.ledger_checkpoint(), self.invariants(), self.scan_logs()
         self.results["display"] = display = self.check_display()
+        self.results["phone"] = phone = self.check_phone()
         return {"all_current_after_s": current, "ledger": led, "invariants": invariants,
                 "logs": logs, "holds": current is not None and clean_ledger(led)
                 and not any(invariants.values()) and _clean_logs(logs)
-                and display.get("holds", True)}
+                and display.get("holds", True) and phone.get("holds", True)}
 
     def close(self) -> None:
         if self.hostile is not None:
