@@ -56,7 +56,8 @@ def _phone(phone: dict[str, Any]) -> list[str]:
                 f"**{phone['shown']}** where the database says {phone['database']}")
         end = (f"at the end it showed {said} ({_phone_state(phone['database'])}) after "
                f"{_s(phone['current_after_s'])} s, and {len(phone['stale_after_end'])} other "
-               f"states after that; {phone['states']} states shown in all; "
+               f"states after that; {phone['states']} states shown in all, of which "
+               f"{_wrong(phone['wrong'])}; "
                f"{phone['page_errors']} console errors and failed requests on the page")
     problems = f"; problems: {phone['problems']}" if phone["problems"] else ""
     return [
@@ -67,6 +68,12 @@ def _phone(phone: dict[str, Any]) -> list[str]:
         f"holds: {'yes' if phone['holds'] else '**no**'}.",
         "",
     ]
+
+
+def _wrong(wrong: dict[str, list[Any]]) -> str:
+    counts = {k.replace("_", " "): len(v) for k, v in wrong.items()}
+    text = ", ".join(f"{k} {v}" for k, v in counts.items())
+    return text if not any(counts.values()) else f"**{text}**"
 
 
 def _phone_state(state: dict[str, Any]) -> str:

@@ -254,7 +254,7 @@ class Run:
             return
         if phone["patient"] is not None and self.phone_truth()["screen"] != "done":
             return
-        patient = f"70000000{phone['walk_ins']:02d}"
+        patient = phone_patient(phone["walk_ins"])
         t = time.monotonic()
         try:
             self.display.ask({"cmd": "phone_walk_in", "patient": patient, "gender": "male"})
@@ -300,16 +300,19 @@ class Run:
         after, _ = self.phone_current()
         matched = time.time()
         time.sleep(watch)
-        state = self.display.ask({"cmd": "phone_read", "since": matched})
+        state = self.display.ask({"cmd": "phone_read", "since": 0})
         truth = self.phone_truth()
-        flips = [x for x in state["trail"] if x["shown"] != truth]
+        flips = [x for x in state["trail"] if x["t"] >= matched * 1000 and x["shown"] != truth]
         late = [f["fault"] for f in phone["faults"] if f["current_after_s"] is None]
+        patients = [phone_patient(k) for k in range(phone["walk_ins"])]
+        entries = asyncio.run(screens.phone_entries(self.stack.direct_dsn, patients))
+        wrong = screens.wrong_states(state["trail"], entries)
         found.update(patient=phone["patient"], current_after_s=after, shown=state["shown"],
                      database=truth, stale_after_end=flips[:5], states=state["states"],
-                     late=late, page_errors=state["error_count"],
+                     wrong=wrong, late=late, page_errors=state["error_count"],
                      page_error_examples=state["errors"][:5])
         found["holds"] = (after is not None and state["shown"] == truth and not flips
-                          and not late and not phone["problems"])
+                          and not late and not phone["problems"] and not any(wrong.values()))
         return found
 
     def calibrate(self) -> dict[str, Any]:
@@ -630,6 +633,11 @@ class Run:
         if self.crowds is not None:
             self.crowds.close()
         self.stack.close()
+
+
+def phone_patient(k: int) -> str:
+    """The ID of the k-th examinee who signs in on the real phone."""
+    return f"70000000{k:02d}"
 
 
 def _r(x: float) -> float:

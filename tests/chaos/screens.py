@@ -117,6 +117,51 @@ async def phone_truth(dsn: str, patient: str) -> dict[str, Any]:
             "ahead": entry["ahead"] if active and entry["status"] == "WAITING" else None}
 
 
+async def phone_entries(dsn: str, patients: list[str]) -> set[tuple[str, int]]:
+    """(clinic name, number) of every queue entry the phone's examinees ever had."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT c.name, q.queue_number FROM queues q JOIN clinics c ON c.code = q.clinic_code"
+            " WHERE q.patient_id = ANY($1::text[])", patients)
+    finally:
+        await conn.close()
+    return {(r["name"], r["queue_number"]) for r in rows}
+
+
+RANK = {"WAITING": 0, "CALLED": 1, "IN_PROGRESS": 2}
+
+
+def wrong_states(trail: list[dict[str, Any]], entries: set[tuple[str, int]]
+                 ) -> dict[str, list[dict[str, Any]]]:
+    """What the phone showed that was never so: an entry its examinees never had, an
+    entry's status going back (the chaos driver only calls and completes), or an entry
+    shown again after the phone had moved away from it (it was done by then)."""
+    unknown: list[dict[str, Any]] = []
+    back: list[dict[str, Any]] = []
+    again: list[dict[str, Any]] = []
+    rank: dict[tuple[str, int], int] = {}
+    left: set[tuple[str, int]] = set()
+    last: tuple[str, int] | None = None
+    for x in trail:
+        shown = x["shown"]
+        key = (shown["clinic"], shown["number"]) if shown.get("number") is not None else None
+        if last is not None and key != last:
+            left.add(last)
+        last = key
+        if key is None:
+            continue
+        if key not in entries:
+            unknown.append(x)
+        elif key in left:
+            again.append(x)
+        status = RANK.get(shown["status"], -1)
+        if status < rank.get(key, -1):
+            back.append(x)
+        rank[key] = max(status, rank.get(key, -1))
+    return {"unknown": unknown[:5], "went_back": back[:5], "shown_again": again[:5]}
+
+
 class Screens:
     def __init__(self) -> None:
         self.stack: Any = None
