@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run demo test lint web-deps check-python clean bench bench-quick chaos chaos-quick
+.PHONY: run demo test lint web-deps check-python clean bench bench-quick chaos chaos-quick soak
 
 $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory check-python
@@ -63,6 +63,11 @@ chaos: $(BENCH_STAMP)
 
 chaos-quick: $(BENCH_STAMP)
 	$(BIN)/python -m tests.chaos --quick
+
+# The issue's 30-minute soak alone: the same stack and crowd, no fault (no fault's
+# name contains "none"). About 35 minutes; results in tests/chaos/results/soak/.
+soak: $(BENCH_STAMP)
+	$(BIN)/python -m tests.chaos --only none --soak 1800 --results soak
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,5 +1,6 @@
 """`python -m tests.chaos [--quick]`: faults under load behind nginx, with a ledger;
-results in tests/chaos/results/ (latest.json and latest.md; the quick run's in quick/)."""
+results in tests/chaos/results/ (latest.json and latest.md; the quick run's in quick/,
+`make soak`'s in soak/)."""
 
 from __future__ import annotations
 
@@ -60,6 +61,8 @@ def main() -> int:
     parser.add_argument("--only", help="just the faults whose names contain one of these "
                         "comma-separated words (e.g. 'storm,hostile'); for chasing one finding")
     parser.add_argument("--soak", type=float, help="the soak's seconds (0: none)")
+    parser.add_argument("--results", help="write the results in this folder of "
+                        "tests/chaos/results/ (e.g. 'soak' for `make soak`)")
     ns = parser.parse_args()
     if nginx.binary() is None:
         print("nginx is not installed (Debian: apt-get install nginx-light)", file=sys.stderr)
@@ -75,13 +78,14 @@ def main() -> int:
     results: dict[str, Any] = Run(plan, say, only).execute()
     results["meta"] = {
         "started": started.isoformat(timespec="seconds"), "commit": commit(),
-        "command": "make chaos-quick" if ns.quick else "make chaos",
+        "command": ("python -m tests.chaos " + " ".join(sys.argv[1:])) if ns.results
+        else "make chaos-quick" if ns.quick else "make chaos",
         "machine": f"{os.cpu_count()}-core {platform.machine()}, Linux {platform.release()}, "
                    f"Python {platform.python_version()}",
         "nginx": subprocess.run([nginx.binary() or "nginx", "-v"], capture_output=True,
                                 text=True).stderr.strip(),
     }
-    out = RESULTS / "quick" if ns.quick else RESULTS
+    out = RESULTS / ns.results if ns.results else RESULTS / "quick" if ns.quick else RESULTS
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
     text = markdown(results)

@@ -1,11 +1,13 @@
 """The mixed command driver of the chaos crowd: enter, call and done in turn (as
-tests/bench/mixed.py) at a steady rate through every fault, each outcome counted."""
+tests/bench/mixed.py) at a steady rate through every fault, each outcome counted, with
+at most WAITING_CAP patients waiting per clinic so the load is a steady state."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import time
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from tests.bench import stats
@@ -19,6 +21,11 @@ TERMINAL = {"COMPLETED", "SKIPPED", "NO_SHOW", "CANCELLED"}
 WAITING, CALLED, FINISHED = 1, 2, 3
 # A phone's own entry is active in these (snapshot statuses and event names alike).
 ACTIVE = {"WAITING", "CALLED", "IN_PROGRESS", "ENTERED", "RECALLED"}
+# A phone enters only while fewer than this wait (or are entering) at its clinic. The
+# work of a command grows with the waiting list (every waiting phone is told its new
+# position on each move); without a cap the list grows whenever replies slow down,
+# which slows them further, and a soak measures that spiral instead of drift.
+WAITING_CAP = 5
 
 
 class Driver:
@@ -34,7 +41,7 @@ class Driver:
         self.applied: dict[str, int] = {}
         self.rank: dict[str, dict[int, int]] = {}
         self.inflight: set[tuple[str, str, int]] = set()
-        self.entering: set[str] = set()
+        self.entering: dict[str, str] = {}  # patient -> clinic, enter awaiting its reply
         self.failure: str | None = None
         self.tasks: set[asyncio.Task[None]] = set()  # commands awaiting their replies
         self.idle = asyncio.Event()
@@ -141,6 +148,7 @@ class Driver:
                     1 for c in self.crowd.clients
                     if c.spec.kind == PHONE and c.up and c.status not in ACTIVE),
                 "without_retry_after": self.without_retry_after,
+                "waiting_max": max((len(w) for w in self.waiting.values()), default=0),
                 "reply_p50_ms": _ms(stats.percentile(replies, 50)),
                 "reply_p99_ms": _ms(stats.percentile(replies, 99))}
 
@@ -177,19 +185,31 @@ class Driver:
 
         def enter() -> bool:
             n = len(phones)
+            entering = Counter(self.entering.values())
+
+            def queued(clinic: str) -> int:
+                return len(self.waiting.get(clinic, ())) + entering[clinic]
+
             for _ in range(min(n, 64)):
                 phone = phones[next(free_at) % n]
-                pid = phone.spec.patient or ""
-                if phone.up and phone.status not in ACTIVE and pid not in self.entering:
-                    self.entering.add(pid)
-                    task_done = self.ask(phone, "queue.enter", {"clinic": phone.spec.clinic})
+                pid, clinic = phone.spec.patient or "", phone.spec.clinic
+                if phone.up and phone.status not in ACTIVE and pid not in self.entering \
+                        and queued(clinic) < WAITING_CAP:
+                    self.entering[pid] = clinic
+                    task_done = self.ask(phone, "queue.enter", {"clinic": clinic})
 
                     async def run(t: Any = task_done, p: str = pid, c: Client = phone) -> None:
                         try:
-                            if await t is not None and c.status not in ACTIVE:
+                            result = await t
+                            if result is not None and c.status not in ACTIVE:
                                 c.status = "WAITING"  # until its own events say more
+                            entry = result or {}
+                            # Counted as waiting at once: the cap must not wait for the event.
+                            if entry.get("status") == "WAITING" and \
+                                    isinstance(entry.get("number"), int):
+                                self.advance(c.spec.clinic, entry["number"], WAITING)
                         finally:
-                            self.entering.discard(p)
+                            self.entering.pop(p, None)
                     launch(run())
                     return True
             return False

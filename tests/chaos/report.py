@@ -85,6 +85,18 @@ def _phone_state(state: dict[str, Any]) -> str:
     return f"{state['clinic']}, number {state['number']}, {state['status']}{ahead}"
 
 
+def _soak_slices(slices: list[dict[str, Any]]) -> list[str]:
+    """The soak minute by minute: is p99 flat?"""
+    if not slices:
+        return []
+    rows = [f"| {s['at_s']} | {s['commands']['outcomes'].get('ok', 0):,} | "
+            f"{sum(v for k, v in s['commands']['outcomes'].items() if k != 'ok')} | "
+            f"{s['commands']['reply_p99_ms']} | {s['lag_p99_ms']} | "
+            f"{s['commands'].get('waiting_max', '')} |" for s in slices]
+    return ["| soak s | ok | not ok | reply p99 ms | lag p99 ms | most waiting at a clinic |",
+            "|---|---|---|---|---|---|", *rows, ""]
+
+
 def markdown(r: dict[str, Any]) -> str:
     meta, clients, rate = r["meta"], r["clients"], r["rate"]
     lines = [
@@ -132,12 +144,16 @@ def markdown(r: dict[str, Any]) -> str:
         f"{soak['lag_p99_ms']['max']} ms; ledger lost {soak['ledger']['lost']}, "
         f"duplicates {soak['ledger']['duplicates']}, out of order "
         f"{soak['ledger']['out_of_order']}; server log errors {soak['logs']['errors']}; "
-        f"holds: {'yes' if soak.get('holds') else '**no**'}.",
+        f"holds: {'yes' if soak.get('holds') else '**no**'}. Before it the faults' backlog "
+        f"was drained ({(soak.get('drained') or {}).get('drained_s')} s); at most "
+        f"{soak.get('waiting_max')} waited at a clinic.",
         "",
-        "Growth after warm-up (PSS and open files; median of the first third against the "
-        "last third; the crowd is the load generator, shown but not judged): "
-        + "; ".join(grew) + ".",
+        "Growth after warm-up (median of the first third against the last third; judged on "
+        "private memory (USS) and open files; PSS, which counts Postgres's shared buffers "
+        "as a growing day's tables fill them, and the crowd, the load generator, are shown "
+        "but not judged): " + "; ".join(grew) + ".",
         "",
+        *_soak_slices(soak.get("slices") or []),
     ]
     display = r.get("display") or {}
     if "skipped" in display:
