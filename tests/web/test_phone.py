@@ -1,13 +1,17 @@
 """The patient's phone beyond the happy path: the turn drawing near, a postponed turn,
-a PIN lockout said with its minutes, and text at 200% without loss."""
+a PIN lockout said with its minutes, text at 200% without loss, and a refresh the
+server refused once."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+import orjson
 
 from server.clock import ManualClock
 from tests.realtime import Peer
-from tests.web.browser import PHONE, open_page, site
+from tests.web.browser import PHONE, eventually, open_page, site
 from tests.web.scenes import Staff, card, login
 
 NOTICE = "() => document.getElementById('notice').textContent"
@@ -106,3 +110,68 @@ async def _fits(page: Any) -> bool:
     assert wide == []
     return bool(await page.evaluate(
         "document.documentElement.scrollWidth <= document.documentElement.clientWidth"))
+
+
+class RefuseRouteGet:
+    """Between the phone and the server: while armed, the next route.get is answered
+    `unavailable` with a retry_after, as when Postgres restarts just after an event."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.asked: set[int] = set()
+        self.answered = 0
+        self.refused = 0
+
+    def __call__(self, ws: Any) -> None:
+        server = ws.connect_to_server()
+
+        def up(message: str | bytes) -> None:
+            frame = orjson.loads(message)
+            if frame.get("op") == "route.get":
+                self.asked.add(frame["id"])
+            server.send(message)
+
+        def down(message: str | bytes) -> None:
+            frame = orjson.loads(message)
+            if "ok" in frame and frame.get("id") in self.asked:
+                self.asked.discard(frame["id"])
+                self.answered += 1
+                if self.armed:
+                    self.armed = False
+                    self.refused += 1
+                    message = orjson.dumps({"id": frame["id"], "ok": False,
+                                            "error": "unavailable", "retry_after": 1,
+                                            "message": "the database is unavailable"}).decode()
+            ws.send(message)
+
+        ws.on_message(up)
+        server.on_message(down)
+
+
+async def test_a_refused_refresh_is_asked_again(
+        browser: Any, dsn: str, clock: ManualClock) -> None:
+    """After its station is done the phone asks for the route; refused once (the
+    database away a moment), it asks again after retry_after and shows the next clinic,
+    instead of "no number" until its next event."""
+    async with site(dsn, clock) as live:
+        staff = await Staff.open(live, dsn)
+        phone = await open_page(browser, live.http_url + "/", "en-phone-refused-refresh",
+                                viewport=PHONE, lang="en")
+        await login(phone, "4713", "male", "cooks")
+        between = RefuseRouteGet()
+        await phone.page.route_web_socket(re.compile(r"/ws$"), between)
+        await phone.page.reload()  # its socket now passes through `between`
+        await phone.wait("() => window.mmcProbe && window.mmcProbe.ready"
+                         " && document.getElementById('card-number').textContent === '1'")
+        before = between.answered
+        await staff.call("lab")
+        await phone.wait("() => !document.getElementById('turn').hidden")
+        await eventually(lambda: between.answered > before)  # the call's own refresh
+        between.armed = True
+        await staff.act("done", "lab", 1)
+        await phone.wait("() => document.querySelector('.station.state-current')?.dataset.clinic"
+                         " !== 'lab' && document.getElementById('card-number').textContent !== ''")
+        assert between.refused == 1
+        assert not (await card(phone))["missed"]
+        phone.assert_clean()
+        await staff.close()

@@ -15,6 +15,7 @@ const EXAM_TYPES = ["recruitment", "promotion", "transfer", "referral", "contrac
   "aviation", "cooks"];
 const PIN_DIGITS = /^[0-9\u0660-\u0669\u06F0-\u06F9]{2}$/;
 const REFRESH_DELAY_MS = 60;
+const RETRY_MAX_S = 10;  // a refused refresh is asked again after retry_after, at most this
 // A phone left open past midnight must not keep yesterday's number: the server's
 // route.get answers for its own today, so ask it now and then.
 const RECHECK_MS = 2 * 60 * 1000;
@@ -200,6 +201,12 @@ function refreshSoon() {
   refreshTimer = setTimeout(refresh, REFRESH_DELAY_MS);
 }
 
+function refreshAfter(seconds) {
+  clearTimeout(refreshTimer);
+  const wait = Math.min(RETRY_MAX_S, Math.max(1, seconds || 1));
+  refreshTimer = setTimeout(refresh, wait * 1000);
+}
+
 /** The route as the server has it now (the truth after any event). */
 async function refresh() {
   if (!socket.online || !state.token) return;
@@ -207,7 +214,13 @@ async function refresh() {
     state.route = await socket.request("route.get");
   } catch (error) {
     if (error.code === "not_found") state.route = null;
-    else return;
+    else {
+      // Refused (the database away a moment, a timeout): ask again, or the phone keeps
+      // what the last event half told it (no number) until the next one. Offline, the
+      // resumed channel's snapshot brings the truth instead.
+      if (socket.online && state.token) refreshAfter(error.retryAfter);
+      return;
+    }
   }
   state.loaded = true;
   if (activeEntry(state.route)) state.lost = null;
