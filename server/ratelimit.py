@@ -40,6 +40,11 @@ class TokenBucket:
             self._over_since = now
         return False
 
+    def refund(self) -> None:
+        """Give back the token of a frame that turned out to cost nothing to limit."""
+        self._refill()
+        self._tokens = min(self.burst, self._tokens + 1)
+
     def retry_after(self) -> float:
         """Seconds until the next token."""
         self._refill()
@@ -76,3 +81,8 @@ class ClientLimits:
         else:
             self._buckets.move_to_end(key)
         return None if bucket.take() else bucket.retry_after()
+
+    def refund(self, client: str, endpoint: str) -> None:
+        bucket = self._buckets.get((client, endpoint))
+        if bucket is not None:
+            bucket.refund()

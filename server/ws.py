@@ -30,8 +30,10 @@ _connection_ids = itertools.count(1)
 
 
 # Logins and PIN tries: each costs Postgres work (and a login an argon2 verification),
-# so they are counted per socket and per address before any of it is done.
+# so they are counted per socket and per address before any of it is done. A right PIN
+# is given back: an examinee tries once or twice at each clinic of a morning.
 ATTEMPTS = commands.LOGIN_OPERATIONS | {"pin.submit"}
+REFUNDED_ATTEMPTS = frozenset({"pin.submit"})
 # What the transport answers itself; any other op unknown to server.commands is malformed.
 TRANSPORT_OPERATIONS = frozenset({"auth", "subscribe", "unsubscribe"})
 
@@ -53,9 +55,9 @@ class WsLimits:
     anonymous_subscriptions: int = 8   # a display shows up to six public clinics
     anonymous_replay: int = 500        # events replayed to an anonymous resume, else reset
     close_grace_seconds: float = 10.0  # for the close frame behind a stalled client
-    # Logins and PIN tries: an examinee's morning is a login and a few tries per clinic.
+    # Logins and wrong PINs: an examinee's morning is a login and a wrong PIN or two.
     attempt_rate: float = 0.5          # a second per socket, sustained
-    attempt_burst: float = 20.0
+    attempt_burst: float = 10.0
     address_attempt_rate: float = 10.0  # the same per address, across its sockets
     address_attempt_burst: float = 100.0
     bad_frame_rate: float = 1.0        # malformed frames a second, sustained...
@@ -265,6 +267,9 @@ class Connection:
             self._count_attempt()
         result = await commands.execute(self.db, self.principal, request.op, request.args,
                                         client=self.client, token=self.token_hash)
+        if request.op in REFUNDED_ATTEMPTS:
+            self.attempts.refund()
+            self.limits.address_attempts.refund(self.client, "attempts")
         if request.op in commands.LOGIN_OPERATIONS:
             await self._become(commands.principal_from_login(result),
                                auth.token_hash(result["token"]))
