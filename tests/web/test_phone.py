@@ -1,6 +1,6 @@
 """The patient's phone beyond the happy path: the turn drawing near, a postponed turn,
-a PIN lockout said with its minutes, text at 200% without loss, and a refresh the
-server refused once."""
+a PIN lockout said with its minutes, text at 200% without loss, and the route's
+refresh refused once or answered after newer events."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import Any
 import orjson
 
 from server.clock import ManualClock
+from tests.harness import LiveServer
 from tests.realtime import Peer
-from tests.web.browser import PHONE, eventually, open_page, site
+from tests.web.browser import PHONE, Watched, eventually, open_page, site
 from tests.web.scenes import Staff, card, login
 
 NOTICE = "() => document.getElementById('notice').textContent"
@@ -112,17 +113,16 @@ async def _fits(page: Any) -> bool:
         "document.documentElement.scrollWidth <= document.documentElement.clientWidth"))
 
 
-class RefuseRouteGet:
-    """Between the phone and the server: while armed, the next route.get is answered
-    `unavailable` with a retry_after, as when Postgres restarts just after an event."""
+class RouteGetBetween:
+    """Between the phone and the server, watching the answers to route.get: `answer`
+    says what the phone gets of each (the same, another message, or None: held)."""
 
     def __init__(self) -> None:
-        self.armed = False
         self.asked: set[int] = set()
-        self.answered = 0
-        self.refused = 0
+        self.ws: Any = None
 
     def __call__(self, ws: Any) -> None:
+        self.ws = ws
         server = ws.connect_to_server()
 
         def up(message: str | bytes) -> None:
@@ -135,17 +135,48 @@ class RefuseRouteGet:
             frame = orjson.loads(message)
             if "ok" in frame and frame.get("id") in self.asked:
                 self.asked.discard(frame["id"])
-                self.answered += 1
-                if self.armed:
-                    self.armed = False
-                    self.refused += 1
-                    message = orjson.dumps({"id": frame["id"], "ok": False,
-                                            "error": "unavailable", "retry_after": 1,
-                                            "message": "the database is unavailable"}).decode()
-            ws.send(message)
+                message = self.answer(frame, str(message))
+            if message is not None:
+                ws.send(message)
 
         ws.on_message(up)
         server.on_message(down)
+
+    def answer(self, frame: dict[str, Any], message: str) -> str | None:
+        return message
+
+
+class RefuseRouteGet(RouteGetBetween):
+    """While armed, the next route.get is answered `unavailable` with a retry_after, as
+    when Postgres restarts just after an event."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.answered = 0
+        self.refused = 0
+
+    def answer(self, frame: dict[str, Any], message: str) -> str | None:
+        self.answered += 1
+        if not self.armed:
+            return message
+        self.armed = False
+        self.refused += 1
+        return orjson.dumps({"id": frame["id"], "ok": False, "error": "unavailable",
+                             "retry_after": 1,
+                             "message": "the database is unavailable"}).decode()
+
+
+async def waiting_through(browser: Any, live: LiveServer, name: str, patient: str,
+                          between: RouteGetBetween) -> Watched:
+    """A phone whose examinee waits first at the lab, its socket through `between`."""
+    phone = await open_page(browser, live.http_url + "/", name, viewport=PHONE, lang="en")
+    await login(phone, patient, "male", "cooks")
+    await phone.page.route_web_socket(re.compile(r"/ws$"), between)
+    await phone.page.reload()  # its socket now passes through `between`
+    await phone.wait("() => window.mmcProbe && window.mmcProbe.ready"
+                     " && document.getElementById('card-number').textContent === '1'")
+    return phone
 
 
 async def test_a_refused_refresh_is_asked_again(
@@ -155,14 +186,8 @@ async def test_a_refused_refresh_is_asked_again(
     instead of "no number" until its next event."""
     async with site(dsn, clock) as live:
         staff = await Staff.open(live, dsn)
-        phone = await open_page(browser, live.http_url + "/", "en-phone-refused-refresh",
-                                viewport=PHONE, lang="en")
-        await login(phone, "4713", "male", "cooks")
         between = RefuseRouteGet()
-        await phone.page.route_web_socket(re.compile(r"/ws$"), between)
-        await phone.page.reload()  # its socket now passes through `between`
-        await phone.wait("() => window.mmcProbe && window.mmcProbe.ready"
-                         " && document.getElementById('card-number').textContent === '1'")
+        phone = await waiting_through(browser, live, "en-phone-refused-refresh", "4713", between)
         before = between.answered
         await staff.call("lab")
         await phone.wait("() => !document.getElementById('turn').hidden")
@@ -173,5 +198,63 @@ async def test_a_refused_refresh_is_asked_again(
                          " !== 'lab' && document.getElementById('card-number').textContent !== ''")
         assert between.refused == 1
         assert not (await card(phone))["missed"]
+        phone.assert_clean()
+        await staff.close()
+
+
+class HoldRouteGet(RouteGetBetween):
+    """Answers to route.get are held until released, so that events the server sent
+    after them reach the phone first (as when an answer read before a completion leaves
+    the server after the completion's events)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[str] = []
+
+    def answer(self, frame: dict[str, Any], message: str) -> str | None:
+        self.held.append(message)
+        return None
+
+    def release(self) -> None:
+        for message in self.held:
+            self.ws.send(message)
+        self.held.clear()
+
+
+# Every (station, number) the phone's card showed, in order.
+SHOWN_TRAIL = """() => {
+  const trail = window.shownTrail = [];
+  const note = () => {
+    const s = (document.querySelector('.station.state-current')?.dataset.clinic || '') + ' '
+      + document.getElementById('card-number').textContent;
+    if (trail[trail.length - 1] !== s) trail.push(s);
+  };
+  new MutationObserver(note).observe(document.body,
+    {subtree: true, childList: true, characterData: true, attributes: true});
+  note();
+}"""
+
+
+async def test_an_answer_older_than_an_event_is_not_shown(
+        browser: Any, dsn: str, clock: ManualClock) -> None:
+    """A route.get answered before the station was done reaches the phone after the
+    completion's events: the phone never shows the done station's number again."""
+    async with site(dsn, clock) as live:
+        staff = await Staff.open(live, dsn)
+        between = HoldRouteGet()
+        phone = await waiting_through(browser, live, "en-phone-late-answer", "4714", between)
+        between.release()
+        await phone.page.evaluate(SHOWN_TRAIL)
+        await staff.call("lab")
+        await eventually(lambda: len(between.held) == 1)  # the call's refresh: lab, called
+        await staff.act("done", "lab", 1)
+        await phone.wait("() => document.getElementById('card-number').textContent === ''")
+        await eventually(lambda: len(between.held) == 2)  # the completion's refresh
+        between.release()
+        await phone.wait("() => document.querySelector('.station.state-current')?.dataset.clinic"
+                         " !== 'lab' && document.getElementById('card-number').textContent !== ''")
+        trail = await phone.page.evaluate("window.shownTrail")
+        left = trail.index("lab ")
+        assert "lab 1" not in trail[left:], trail
         phone.assert_clean()
         await staff.close()

@@ -35,6 +35,7 @@ const state = {
 const announcer = new Announcer();
 let socket = null;
 let loginForm = null;
+let changesSeen = 0;  // `me` snapshots and events so far: a route.get asked before one is old
 
 function read(key) {
   try { return localStorage.getItem(key); } catch { return null; }
@@ -131,6 +132,7 @@ function renderBanners(entry) {
 
 function onMe(frame) {
   if (frame.type === "snapshot") {
+    changesSeen += 1;
     state.route = frame.state ? frame.state.route : null;
     state.loaded = true;
     render();
@@ -142,6 +144,7 @@ function onMe(frame) {
 }
 
 function onEvent(event, data) {
+  changesSeen += 1;
   const route = state.route;
   const current = route && route.current;
   const mine = current && current.clinic === data.clinic && current.number === data.number;
@@ -210,10 +213,12 @@ function refreshAfter(seconds) {
 /** The route as the server has it now (the truth after any event). */
 async function refresh() {
   if (!socket.online || !state.token) return;
+  const asked = changesSeen;
+  let route;
   try {
-    state.route = await socket.request("route.get");
+    route = await socket.request("route.get");
   } catch (error) {
-    if (error.code === "not_found") state.route = null;
+    if (error.code === "not_found") route = null;
     else {
       // Refused (the database away a moment, a timeout): ask again, or the phone keeps
       // what the last event half told it (no number) until the next one. Offline, the
@@ -222,6 +227,10 @@ async function refresh() {
       return;
     }
   }
+  // A snapshot or event that came while this was asked may be newer than the answer
+  // (read before it, sent after it): it told the truth, or an event asked again.
+  if (asked !== changesSeen) return;
+  state.route = route;
   state.loaded = true;
   if (activeEntry(state.route)) state.lost = null;
   render();
