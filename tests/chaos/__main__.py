@@ -73,11 +73,11 @@ def main() -> int:
         plan = dataclasses.replace(plan, soak_seconds=ns.soak)
     # A longer soak than the plan's moves the deadline with it.
     watchdog(DEADLINE[ns.quick] + max(0.0, (ns.soak or 0.0) - Plan.make(ns.quick).soak_seconds))
-    started = datetime.now(UTC)
+    started, head = datetime.now(UTC), commit()  # the code that runs, not the one after
     only = ns.only.split(",") if ns.only else None
     results: dict[str, Any] = Run(plan, say, only).execute()
     results["meta"] = {
-        "started": started.isoformat(timespec="seconds"), "commit": commit(),
+        "started": started.isoformat(timespec="seconds"), "commit": head,
         "command": ("python -m tests.chaos " + " ".join(sys.argv[1:])) if ns.results
         else "make chaos-quick" if ns.quick else "make chaos",
         "machine": f"{os.cpu_count()}-core {platform.machine()}, Linux {platform.release()}, "
