@@ -246,19 +246,28 @@ class Run:
         assert self.phone is not None and self.phone["patient"] is not None
         return asyncio.run(screens.phone_truth(self.stack.direct_dsn, self.phone["patient"]))
 
-    def phone_walk_in(self) -> None:
+    def phone_walk_in(self) -> tuple[str, float] | None:
         """Before each fault, a phone whose examinee has finished the route changes hands:
-        the next one signs in on it and chooses the exam, so that every fault meets a
-        route the driver's calls are moving (a route takes seconds at the run's rate)."""
+        the next one signs in on it and chooses the exam (during the calm before the
+        fault), so that every fault meets a route the driver's calls are moving (a route
+        takes seconds at the run's rate). Returns (patient, since when) if one is."""
         phone = self.phone
         if self.display is None or phone is None:
-            return
+            return None
         if phone["patient"] is not None and self.phone_truth()["screen"] != "done":
-            return
+            return None
         patient = phone_patient(phone["walk_ins"])
-        t = time.monotonic()
+        self.display.send({"cmd": "phone_walk_in", "patient": patient, "gender": "male"})
+        return patient, time.monotonic()
+
+    def phone_signed_in(self, walking: tuple[str, float] | None) -> None:
+        """Until the examinee `phone_walk_in` began has signed in (before the fault)."""
+        if walking is None or self.display is None or self.phone is None:
+            return
+        patient, t = walking
+        phone = self.phone
         try:
-            self.display.ask({"cmd": "phone_walk_in", "patient": patient, "gender": "male"})
+            self.display.receive()
         except RuntimeError as exc:
             phone["problems"].append(f"{patient} could not sign in: {str(exc)[-300:]}")
             return
@@ -424,10 +433,11 @@ class Run:
 
     def fault(self, name: str, act: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         assert self.crowds is not None
-        self.phone_walk_in()
+        walking = self.phone_walk_in()
         self.say(f"fault: {name}")
         self.crowds.all({"cmd": "window"})
         time.sleep(self.plan.calm)
+        self.phone_signed_in(walking)
         t0 = time.monotonic()
         detail = act()
         acted = time.monotonic() - t0
