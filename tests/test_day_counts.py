@@ -23,12 +23,13 @@ async def a_long_day(db: Database, clinic: str, served: int) -> None:
     async with db.transaction() as conn:
         await conn.execute(
             """INSERT INTO queues (clinic_code, patient_id, day, queue_number, status, sort_key,
-                               entered_at, called_at, started_at, completed_at)
+                               entered_at, called_at, started_at, completed_at, call_seq)
            SELECT $1, (SELECT patient_id FROM patients ORDER BY patient_id LIMIT 1),
                   mmc_local_day($3), 100000 + g, 'COMPLETED', $3 - interval '2 hours',
                   $3 - interval '2 hours', $3 - interval '1 hour', $3 - interval '1 hour',
-                  $3 - interval '50 minutes'
+                  $3 - interval '50 minutes', g - $2 - 1
              FROM generate_series(1, $2) g""", clinic, served, db.now())
+        # (call_seq: their calls came before any of the log's, in number order.)
         await conn.execute("ANALYZE queues")
 
 

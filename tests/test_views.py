@@ -10,6 +10,7 @@ import pytest
 
 from server import errors, protocol
 from server.auth import ANONYMOUS, Principal
+from server.clock import ManualClock
 from server.db import Database
 from server.notices import NoticeBook
 from server.protocol import parse_channel
@@ -39,6 +40,33 @@ async def test_public_snapshot_has_numbers_only(db: Database) -> None:
     assert "190000000" not in str(state)
     assert found["seq"] == await db.call("SELECT max(id) FROM events")
     assert await db.call("SELECT mmc_snapshot_clinic('nowhere', $1)", db.now()) is None
+
+
+async def test_last_calls_follow_the_order_of_their_events(
+        db: Database, clock: ManualClock) -> None:
+    """The snapshot's last calls are in the order the displays saw the events: a call
+    that arrived (called_at) before another but committed after it comes first, and a
+    recall moves its number to the front, as on a display that watched it happen."""
+    await enter_many(db, "ent", 4, 19100000001)
+    await run(db, ADMIN, "queue.call", {"clinic": "ent"})
+    clock.advance(-60)  # the second server's command arrived first, committed second
+    await run(db, ADMIN, "queue.call", {"clinic": "ent"})
+    seen: list[int] = []
+    async with db.pool.acquire() as conn:
+        for row in await conn.fetch(
+                "SELECT queue_number FROM events WHERE clinic_code = 'ent' "
+                "AND event_type IN ('CALLED', 'RECALLED') ORDER BY id"):
+            seen = [row["queue_number"], *[n for n in seen if n != row["queue_number"]]]
+    assert seen == [2, 1]
+    views = ("SELECT mmc_snapshot_clinic('ent', $1)", "SELECT mmc_snapshot_staff('ent', $1)")
+    for sql in views:
+        assert (await db.call(sql, db.now()))["state"]["called"] == [2, 1]
+    assert (await run(db, ADMIN, "queue.status", {"clinic": "ent"}))["called"] == [2, 1]
+    await run(db, ADMIN, "queue.recall", {"clinic": "ent"})
+    recalled = (await db.call(views[0], db.now()))["state"]["called"]
+    assert recalled[0] == await db.call(
+        "SELECT queue_number FROM events WHERE event_type = 'RECALLED' ORDER BY id DESC LIMIT 1")
+    assert sorted(recalled) == [1, 2]
 
 
 async def test_staff_snapshot_lists_the_waiting_with_masked_ids(db: Database) -> None:
