@@ -26,7 +26,13 @@ log = structlog.get_logger(__name__)
 LANGUAGES = {"ar": ("ar", "الرقم {number}، {name}"), "en": ("en", "Number {number}, {name}")}
 NUMBER = re.compile(r"[0-9]{1,4}")  # ASCII digits only: int() would take "²" or "٣" too
 MAX_NUMBER = 9999
-CACHE_ENTRIES = 512        # about 130 KB each: a morning's calls of a large centre
+# The recordings kept, by size (about 90 KB in English, 120 KB in Arabic): every display
+# of a clinic asks for a call within seconds of it (and again for a recall), and the
+# page's HTTP cache keeps it for an hour, so the last few dozen calls are all worth
+# keeping (8 MiB: the last 35 or so calls in both languages). Bounded by count (512)
+# it grew each process by every call's recordings, about 1 MiB a minute in the soak,
+# up to some 55 MiB.
+CACHE_BYTES = 8 * 1024 * 1024
 SYNTHESIS_TIMEOUT = 10.0
 CONCURRENT_SYNTHESES = 2   # espeak-ng is CPU-bound; more would only queue in the kernel
 # Missing espeak-ng is a property of the machine, not a passing fault.
@@ -34,11 +40,14 @@ NOT_INSTALLED_RETRY_AFTER = 3600
 
 
 class Speech:
-    """espeak-ng behind a bounded LRU cache; one synthesis per text at a time."""
+    """espeak-ng behind an LRU cache bounded in bytes; one synthesis per text at a time."""
 
-    def __init__(self, binary: str | None, metrics: Metrics) -> None:
+    def __init__(self, binary: str | None, metrics: Metrics, *,
+                 cache_bytes: int = CACHE_BYTES) -> None:
         self.binary = binary
         self.metrics = metrics
+        self.cache_bytes = cache_bytes
+        self.cached_bytes = 0  # the recordings' size in the cache
         self._cache: OrderedDict[tuple[str, str], bytes] = OrderedDict()
         self._running: dict[tuple[str, str], asyncio.Task[bytes]] = {}
         self._slots = asyncio.Semaphore(CONCURRENT_SYNTHESES)
@@ -63,9 +72,11 @@ class Speech:
             task = self._running[key] = asyncio.create_task(self._synthesise(voice, text))
             task.add_done_callback(lambda _: self._running.pop(key, None))
         audio = await asyncio.shield(task)
-        self._cache[key] = audio
-        while len(self._cache) > CACHE_ENTRIES:
-            self._cache.popitem(last=False)
+        if key not in self._cache:
+            self._cache[key] = audio
+            self.cached_bytes += len(audio)
+        while self.cached_bytes > self.cache_bytes:
+            self.cached_bytes -= len(self._cache.popitem(last=False)[1])
         self.metrics.announcements.labels(cache="miss").inc()
         return audio, False
 

@@ -13,6 +13,8 @@ import pytest
 
 from server.app import create_app
 from server.config import Config
+from server.metrics import Metrics
+from server.speech import Speech
 from tests.harness import serve
 
 ESPEAK = shutil.which("espeak-ng")
@@ -117,3 +119,19 @@ async def test_a_qr_code_only_for_a_path_of_this_server(client: httpx.AsyncClien
     response = await client.get("/qr.svg", params={"path": path})
     assert response.status_code == 400
     assert response.json()["error"] == "bad_request"
+
+
+@needs_espeak
+async def test_the_cache_keeps_recordings_up_to_its_size_in_bytes() -> None:
+    """Many calls, each a new number: the cache holds at most its budget in bytes, the
+    latest recordings (the soak grew each process by every call's recording)."""
+    speech = Speech(ESPEAK, Metrics(), cache_bytes=400_000)
+    sizes = []
+    for number in range(1, 13):
+        audio, hit = await speech.say("en", f"Number {number}, ophthalmology")
+        assert not hit
+        sizes.append(len(audio))
+    assert sum(sizes) > 3 * speech.cache_bytes  # every one would not fit
+    assert 0 < speech.cached_bytes <= speech.cache_bytes
+    assert (await speech.say("en", "Number 12, ophthalmology"))[1]  # the latest: kept
+    assert not (await speech.say("en", "Number 1, ophthalmology"))[1]  # the oldest: gone
