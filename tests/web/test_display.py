@@ -109,6 +109,50 @@ async def test_a_call_is_spoken_by_the_server_in_both_languages(
         await staff.close()
 
 
+async def test_a_recording_refused_for_a_moment_does_not_silence_the_server_voice(
+        browser: Any, dsn: str, clock: ManualClock) -> None:
+    """A 503 with Retry-After: 1 (a recording the server could not make just now) puts
+    the browser's voice in for that second, not for the ten minutes kept for a server
+    without espeak-ng: the next call is spoken by the server again."""
+    if shutil.which("espeak-ng") is None:
+        missing("espeak-ng")
+    async with site(dsn, clock) as live:
+        staff = await Staff.open(live, dsn)
+        display = await open_page(browser, f"{live.http_url}/display?clinics=lab&name=Lab",
+                                  "voice-refused", viewport=WALL)
+        refused: list[str] = []
+
+        async def refuse_once(route: Any) -> None:
+            if refused:
+                await route.continue_()
+            else:
+                refused.append(route.request.url)
+                await route.fulfill(status=503, headers={"Retry-After": "1"}, body="")
+
+        await display.page.route("**/api/v1/announce*", refuse_once)
+        fetched: list[str] = []
+        display.page.on("response", lambda r: fetched.append(r.url)
+                        if "/api/v1/announce" in r.url and r.status == 200 else None)
+        patients = []
+        for n in ("778", "779"):
+            patient = await Peer.open(live.ws_url)
+            await patient.call("patient.login", {"patient_id": n, "gender": "male"})
+            await patient.call("route.create", {"exam_type": "cooks"})
+            patients.append(patient)
+        await staff.call("lab")
+        await display.wait("() => window.mmcProbe.played.length === 1", within_ms=30000)
+        await display.page.wait_for_timeout(1500)  # past the Retry-After
+        await staff.call("lab")
+        await display.wait("() => window.mmcProbe.played.length === 2", within_ms=30000)
+        played = await display.page.evaluate("window.mmcProbe.played")
+        assert refused and played[0]["voices"][0] != "server"
+        assert played[1]["number"] == 2 and played[1]["voices"] == ["server", "server"]
+        assert len(fetched) == 2
+        for patient in patients:
+            await patient.close()
+        await staff.close()
+
+
 async def test_sound_waits_for_a_tap_where_the_browser_blocks_it(
         dsn: str, clock: ManualClock) -> None:
     """Without the kiosk's autoplay flag the overlay asks for a tap; the tap unlocks."""

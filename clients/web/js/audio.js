@@ -123,10 +123,12 @@ export class Announcer {
         return false;
       }
       if (response.status === 503) {
-        // No espeak-ng on this server: use the browser's voice, and ask again later
-        // (the server may be upgraded or restarted with it).
+        // No espeak-ng on this server (Retry-After an hour), or a recording it could
+        // not make just now (seconds): use the browser's voice until then.
+        const after = Number(response.headers.get("Retry-After"));
         this.serverVoice = false;
-        this.askServerAgainAt = Date.now() + SERVER_VOICE_RETRY_MS;
+        this.askServerAgainAt = Date.now()
+          + (after > 0 ? Math.min(after * 1000, SERVER_VOICE_RETRY_MS) : SERVER_VOICE_RETRY_MS);
         return false;
       }
       if (!response.ok) return false;
