@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
-import resource
 import time
-import traceback
 from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import Any
 
 import orjson
-import uvloop
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+from tests.bench import worker
 
 DISPLAY, PHONE, CALLER, PROBE = "display", "phone", "caller", "probe"
 SETUP_TIMEOUT = 10.0
@@ -246,24 +244,9 @@ class Worker:
         await asyncio.sleep(0.05)
 
     async def serve(self, conn: Connection) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            message: dict[str, Any] = await loop.run_in_executor(None, conn.recv)
-            command = message.pop("cmd")
-            if command == "close":
-                await self.close_all()
-                conn.send({})
-                return
-            try:
-                result = await getattr(self, f"cmd_{command}")(**message)
-            except Exception:
-                result = {"failed": traceback.format_exc(limit=-3)}
-            conn.send(result)
+        await worker.serve(conn, self, self.close_all)
 
 
 def main(conn: Connection) -> None:
     """Process entry point: as many sockets as the hard file limit allows."""
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    logging.getLogger("picows").setLevel(logging.CRITICAL)
-    uvloop.run(Worker().serve(conn))
+    worker.run_sockets(Worker().serve(conn))

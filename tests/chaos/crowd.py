@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 import random
 import re
-import resource
 import time
 import traceback
 from collections import deque
@@ -19,10 +17,9 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import orjson
-import uvloop
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from tests.bench import stats
+from tests.bench import stats, worker
 from tests.chaos.driver import TERMINAL, Driver
 
 DISPLAY, PHONE, STAFF = "display", "phone", "staff"
@@ -377,7 +374,7 @@ class Crowd:
             ledger.duplicates = ledger.out_of_order = ledger.resets = 0
         return {"clients": out}
 
-    async def drive_logged(self, plan: dict[str, Any]) -> None:
+    async def cmd_drive(self, **plan: Any) -> None:
         assert self.driver is not None
         try:
             await self.driver.run(**plan)
@@ -429,30 +426,9 @@ class Crowd:
         await asyncio.gather(*self.keepers, return_exceptions=True)
 
     async def serve(self, conn: Connection) -> None:
-        loop = asyncio.get_running_loop()
-        background: set[asyncio.Task[Any]] = set()
-        while True:
-            message: dict[str, Any] = await loop.run_in_executor(None, conn.recv)
-            command = message.pop("cmd")
-            if command == "close":
-                await self.close_all()
-                conn.send({})
-                return
-            if command == "drive":  # runs in the background; `report` reads it
-                task = asyncio.create_task(self.drive_logged(message))
-                background.add(task)
-                task.add_done_callback(background.discard)
-                conn.send({})
-                continue
-            try:
-                result = await getattr(self, f"cmd_{command}")(**message)
-            except Exception:
-                result = {"failed": traceback.format_exc(limit=-3)}
-            conn.send(result)
+        # `drive` runs in the background; `report` reads it.
+        await worker.serve(conn, self, self.close_all, background=("drive",))
 
 
 def main(conn: Connection) -> None:
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    logging.getLogger("picows").setLevel(logging.CRITICAL)
-    uvloop.run(Crowd().serve(conn))
+    worker.run_sockets(Crowd().serve(conn))

@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 import os
 import random
-import resource
-import time
-import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
 import orjson
-import uvloop
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+from tests.bench import worker
 
 
 class Socket(WSListener):
@@ -152,25 +149,8 @@ class Hostile:
         return {"sent": self.tally.sent, **self.tally.counts}
 
     async def serve(self, conn: Connection) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            message: dict[str, Any] = await loop.run_in_executor(None, conn.recv)
-            command = message.pop("cmd")
-            if command == "close":
-                await self.cmd_stop()
-                conn.send({})
-                return
-            started = time.monotonic()
-            try:
-                result = await getattr(self, f"cmd_{command}")(**message)
-                result["seconds"] = time.monotonic() - started
-            except Exception:
-                result = {"failed": traceback.format_exc(limit=-3)}
-            conn.send(result)
+        await worker.serve(conn, self, self.cmd_stop, timed=True)
 
 
 def main(conn: Connection) -> None:
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    logging.getLogger("picows").setLevel(logging.CRITICAL)
-    uvloop.run(Hostile().serve(conn))
+    worker.run_sockets(Hostile().serve(conn))

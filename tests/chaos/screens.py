@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import time
-import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
 import asyncpg
 
 from server.db import init_connection
+from tests.bench import worker
 from tests.web.browser import PHONE, WALL, chromium_path
 
 READ = """() => ({
@@ -260,23 +260,13 @@ class Screens:
         return state
 
     async def close(self) -> None:
-        if self.stack is not None:
-            await self.stack.__aexit__(None, None, None)
+        stack, self.stack = self.stack, None
+        if stack is not None:
+            await stack.__aexit__(None, None, None)
 
     async def serve(self, conn: Connection) -> None:
-        loop = asyncio.get_running_loop()
         try:
-            while True:
-                message: dict[str, Any] = await loop.run_in_executor(None, conn.recv)
-                command = message.pop("cmd")
-                if command == "close":
-                    conn.send({})
-                    return
-                try:
-                    result = await getattr(self, f"cmd_{command}")(**message)
-                except Exception:
-                    result = {"failed": traceback.format_exc(limit=-3)}
-                conn.send(result)
+            await worker.serve(conn, self, self.close)
         finally:
             await self.close()
 
