@@ -20,7 +20,8 @@ from typing import Any
 
 from tests.chaos import nginx
 from tests.chaos.report import markdown
-from tests.chaos.run import Plan, Run, clean_ledger, correct
+from tests.chaos.run import Plan, Run
+from tests.chaos.verdicts import clean_ledger, correct
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # The whole run stops itself past this, whatever it is doing (the Makefile's limits).

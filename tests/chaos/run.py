@@ -5,27 +5,19 @@ checked after it), then the soak; every process it started is stopped at the end
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import multiprocessing
 import statistics
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from typing import Any
 
-import psutil
-
-from tests.bench import stats
 from tests.bench.stage import Seeded
 from tests.chaos import crowd, hostile, ledger, screens
+from tests.chaos.members import Crowds, Member
+from tests.chaos.soak import Soak
 from tests.chaos.stack import Stack
-
-COMMAND_TIMEOUT = 300.0
-SAMPLED = ("pss_mib", "uss_mib", "fds")  # per process in the soak (PSS shown, not judged)
+from tests.chaos.verdicts import brief, clean_ledger, clean_logs, holds, two_places
 
 
 @dataclass(frozen=True)
@@ -57,66 +49,6 @@ class Plan:
         return cls(False, 584, 20, 6, 750, 5.0, 10.0, 20.0, 30.0, 3000, 900.0, 60.0, 120.0)
 
 
-class Member:
-    def __init__(self, target: Callable[[Connection], None], name: str) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self.conn, theirs = ctx.Pipe()
-        self.process: BaseProcess = ctx.Process(target=target, args=(theirs,), daemon=True,
-                                                name=name)
-        self.process.start()
-
-    def send(self, command: dict[str, Any]) -> None:
-        self.conn.send(command)
-
-    def receive(self, timeout: float = COMMAND_TIMEOUT) -> dict[str, Any]:
-        if not self.conn.poll(timeout):
-            raise TimeoutError(f"{self.process.name} did not answer")
-        reply: dict[str, Any] = self.conn.recv()
-        if "failed" in reply:
-            raise RuntimeError(f"{self.process.name}: {reply['failed']}")
-        return reply
-
-    def ask(self, command: dict[str, Any], timeout: float = COMMAND_TIMEOUT) -> dict[str, Any]:
-        self.send(command)
-        return self.receive(timeout)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError, ValueError, EOFError, TimeoutError, RuntimeError):
-            if self.process.is_alive():
-                self.ask({"cmd": "close"}, timeout=20)
-        self.process.join(timeout=5)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join(timeout=5)
-
-
-class Crowds:
-    """The honest crowd's processes: [0] staff and phones (and the command driver),
-    [1] the displays."""
-
-    def __init__(self) -> None:
-        self.members = [Member(crowd.main, "chaos-crowd-0"), Member(crowd.main, "chaos-crowd-1")]
-        self.pool = ThreadPoolExecutor(max_workers=len(self.members))
-
-    def all(self, command: dict[str, Any]) -> list[dict[str, Any]]:
-        for m in self.members:
-            m.send(dict(command))
-        return list(self.pool.map(lambda m: m.receive(), self.members))
-
-    @property
-    def driver(self) -> Member:
-        return self.members[0]
-
-    @property
-    def pids(self) -> list[int]:
-        return [m.process.pid for m in self.members if m.process.pid is not None]
-
-    def close(self) -> None:
-        for m in self.members:
-            m.close()
-        self.pool.shutdown(wait=False, cancel_futures=True)
-
-
 def specs(seeded: Seeded, plan: Plan) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
                                                list[str]]:
     """(staff and phones, displays, PIN guessers' tokens): the guessers are the seeded
@@ -137,7 +69,7 @@ def specs(seeded: Seeded, plan: Plan) -> tuple[list[dict[str, Any]], list[dict[s
     return first, displays, guessers
 
 
-class Run:
+class Run(Soak):
     def __init__(self, plan: Plan, say: Callable[[str], None],
                  only: list[str] | None = None) -> None:
         self.plan = plan
@@ -490,10 +422,10 @@ class Run:
             "fault": name,
             "commands": commands,
             "reconnected": sum(r["reconnected"] for r in reports),
-            "reconnect_s": {"median": _r(statistics.median(gaps)) if gaps else None,
-                            "max": _r(gaps[-1]) if gaps else None},
-            "behind_s": {"median": _r(statistics.median(worst)) if worst else None,
-                         "max": _r(worst[-1]) if worst else None},
+            "reconnect_s": {"median": two_places(statistics.median(gaps)) if gaps else None,
+                            "max": two_places(gaps[-1]) if gaps else None},
+            "behind_s": {"median": two_places(statistics.median(worst)) if worst else None,
+                         "max": two_places(worst[-1]) if worst else None},
             "lag_p99_ms": round(lag_p99 * 1000, 1),
             "close_codes": sorted({c for r in reports for c in r["close_codes"]}),
             "privacy": [p for r in reports for p in r["privacy"]][:5],
@@ -541,110 +473,6 @@ class Run:
                 "after_outcomes": after_commands["outcomes"],
                 "within_20_percent": all(r is not None and r <= 1.2 for r in ratio.values())}
 
-    # soak -------------------------------------------------------------------------------
-
-    def processes(self) -> dict[str, list[int]]:
-        s = self.stack
-        assert self.crowds is not None and s.nginx is not None and s.proxy is not None
-        return {"server a": [p for p in [s.servers[0].pid] if p],
-                "server b": [p for p in [s.servers[1].pid] if p],
-                "nginx": s.nginx.pids, "postgres": s.postgres_pids(),
-                "db proxy": [p for p in [s.proxy.process.pid] if p],
-                "crowd": self.crowds.pids}
-
-    def sample(self) -> dict[str, dict[str, float]]:
-        out = {}
-        for name, pids in self.processes().items():
-            pss = uss = fds = 0.0
-            for pid in pids:
-                with contextlib.suppress(psutil.Error):
-                    p = psutil.Process(pid)
-                    memory = p.memory_full_info()
-                    # PSS: shared pages (Postgres's shared buffers) counted once across
-                    # the processes; USS: pages this process alone holds.
-                    pss += memory.pss / 1024 / 1024
-                    uss += memory.uss / 1024 / 1024
-                    fds += p.num_fds()
-            out[name] = {"pss_mib": round(pss, 1), "uss_mib": round(uss, 1), "fds": fds}
-        return out
-
-    def steady(self) -> dict[str, Any]:
-        """The faults' backlog drained before the soak: commands halted until every one
-        is answered and every client holds every event, then driven again."""
-        assert self.crowds is not None
-        t = time.monotonic()
-        self.crowds.driver.ask({"cmd": "halt"})
-        current = self.until_current()
-        self.crowds.driver.ask({"cmd": "drive", "rate": self.rate, "seconds": 24 * 3600})
-        return {"drained_s": round(time.monotonic() - t, 1), "all_current_after_s": current}
-
-    def soak(self) -> dict[str, Any]:
-        assert self.crowds is not None
-        plan = self.plan
-        drained = self.steady()
-        self.say(f"soak: {plan.soak_seconds:.0f} s at {self.rate:.0f} commands/s "
-                 f"(backlog drained in {drained['drained_s']} s)")
-        slices = []
-        samples: list[tuple[float, dict[str, dict[str, float]]]] = []
-        started = time.monotonic()
-        while time.monotonic() - started < plan.soak_seconds:
-            self.crowds.all({"cmd": "window"})
-            end = min(started + plan.soak_seconds, time.monotonic() + plan.soak_slice)
-            while time.monotonic() < end:
-                samples.append((time.monotonic() - started, self.sample()))
-                time.sleep(min(5.0, max(0.0, end - time.monotonic())))
-            reports = self.crowds.all({"cmd": "report"})
-            row = self.summarise("soak", reports)
-            row["at_s"] = round(time.monotonic() - started)
-            slices.append(row)
-            self.say(f"  soak {row['at_s']} s: {row['commands']['outcomes']} "
-                     f"reply p99 {row['commands']['reply_p99_ms']} ms "
-                     f"lag p99 {row['lag_p99_ms']} ms, "
-                     f"at most {row['commands'].get('waiting_max')} waiting at a clinic")
-        growth = {}
-        after = [(t, s) for t, s in samples if t >= plan.warmup]
-        third = max(1, len(after) // 3)
-        for name in (after[0][1] if after else {}):
-            for metric in SAMPLED:
-                early = statistics.median(s[name][metric] for _, s in after[:third])
-                late = statistics.median(s[name][metric] for _, s in after[-third:])
-                growth[f"{name} {metric}"] = {
-                    "early": round(early, 1), "late": round(late, 1),
-                    "growth_pct": round((late - early) / early * 100, 1) if early else None}
-        ok = sum(r["commands"]["outcomes"].get("ok", 0) for r in slices)
-        errors: dict[str, int] = {}
-        for r in slices:
-            for k, v in r["commands"]["outcomes"].items():
-                if k != "ok":
-                    errors[k] = errors.get(k, 0) + v
-        # The crowd is the load generator, not the system: reported, not judged. Memory
-        # is judged by USS: a leak is private memory, while PSS also grows as Postgres
-        # touches more of its shared buffers for a day's growing tables (a cache,
-        # bounded by shared_buffers), which is shown but not a leak.
-        grew = sorted(k for k, v in growth.items() if not k.startswith("crowd")
-                      and not k.endswith("pss_mib")
-                      and v["growth_pct"] is not None and v["growth_pct"] >= 5)
-        p99s = [r["commands"]["reply_p99_ms"] or 0 for r in slices]
-        lag99 = [r["lag_p99_ms"] for r in slices]
-        led = self.ledger_checkpoint()
-        invariants, logs = self.invariants(), self.scan_logs()
-        clean = clean_ledger(led) and not any(invariants.values()) and _clean_logs(logs)
-        waiting = [r["commands"].get("waiting_max") or 0 for r in slices]
-        return {"seconds": plan.soak_seconds, "warmup_s": plan.warmup, "slices": slices,
-                "drained": drained, "waiting_max": max(waiting, default=0),
-                "growth": growth, "grew_5_percent": grew, "commands_ok": ok, "errors": errors,
-                "holds": clean and not errors and not grew,
-                "achieved_per_s": round(ok / plan.soak_seconds, 1),
-                "reply_p99_ms": {"first": p99s[0] if p99s else None,
-                                 "last": p99s[-1] if p99s else None,
-                                 "max": max(p99s, default=None),
-                                 "median": stats.percentile(sorted(p99s), 50)},
-                "lag_p99_ms": {"first": lag99[0] if lag99 else None,
-                               "last": lag99[-1] if lag99 else None,
-                               "max": max(lag99, default=None)},
-                "ledger": led, "invariants": invariants,
-                "logs": logs, "samples": samples[:: max(1, len(samples) // 60)]}
-
     def finish(self) -> dict[str, Any]:
         """Commands stop; every client must then catch up to the last event."""
         assert self.crowds is not None
@@ -655,7 +483,7 @@ class Run:
         self.results["phone"] = phone = self.check_phone()
         return {"all_current_after_s": current, "ledger": led, "invariants": invariants,
                 "logs": logs, "holds": current is not None and clean_ledger(led)
-                and not any(invariants.values()) and _clean_logs(logs)
+                and not any(invariants.values()) and clean_logs(logs)
                 and display.get("holds", True) and phone.get("holds", True)}
 
     def close(self) -> None:
@@ -671,44 +499,3 @@ class Run:
 def phone_patient(k: int) -> str:
     """The ID of the k-th examinee who signs in on the real phone."""
     return f"70000000{k:02d}"
-
-
-def _r(x: float) -> float:
-    return round(x, 2)
-
-
-def clean_ledger(led: dict[str, Any]) -> bool:
-    return bool(led["lost"] == 0 and led["foreign"] == 0 and led["out_of_order"] == 0)
-
-
-def _clean_logs(logs: dict[str, Any]) -> bool:
-    return bool(logs["full_ids"] == 0 and logs["pins"] == 0)
-
-
-def correct(row: dict[str, Any]) -> bool:
-    """The promises that do not depend on how fast this machine is: nothing lost, shown
-    twice or out of order, the invariants, no PIN or full ID where it must not be, and
-    never a 500. Hangs, the time to catch up and the hostile slowdown are timings."""
-    return (clean_ledger(row["ledger"]) and not any(row["invariants"].values())
-            and not row.get("privacy") and _clean_logs(row["logs"])
-            and "internal" not in row["commands"]["outcomes"])
-
-
-def holds(row: dict[str, Any]) -> bool:
-    """The promises of the issue for one fault."""
-    led, commands = row["ledger"], row["commands"]
-    bad_outcomes = {k for k in commands["outcomes"] if k in ("hang", "internal")}
-    return (led["lost"] == 0 and led["foreign"] == 0 and led["out_of_order"] == 0
-            and not bad_outcomes and commands["without_retry_after"] == 0
-            and not any(row["invariants"].values()) and not row["privacy"]
-            and row["logs"]["full_ids"] == 0 and row["logs"]["pins"] == 0
-            and row["all_current_after_s"] is not None
-            and (row["detail"].get("within_20_percent", True)))
-
-
-def brief(row: dict[str, Any]) -> str:
-    led = row["ledger"]
-    return (f"lost {led['lost']} dup {led['duplicates']} ooo {led['out_of_order']} "
-            f"resets {led['resets']} commands {row['commands']['outcomes']} "
-            f"current after {row['all_current_after_s']} s behind max {row['behind_s']['max']} "
-            f"holds {row['holds']}")
