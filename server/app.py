@@ -21,6 +21,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from server import (
     __version__,
+    collector,
     displays,
     errors,
     http,
@@ -98,6 +99,7 @@ def create_app(config: Config | None = None, *, dsn: str | None = None,
             sessions = SessionRegistry(db)
             sessions.attach(hub)
             await hub.start()
+            sweeper = asyncio.create_task(collector.sweeping(metrics.gc_sweep.observe))
             background: contextlib.AbstractAsyncContextManager[Any] = (
                 Scheduler(database_url, clock=db.clock).running() if schedule
                 else contextlib.nullcontext())
@@ -109,6 +111,7 @@ def create_app(config: Config | None = None, *, dsn: str | None = None,
                            "sessions": sessions, "scrape": ScrapeCache(config.metrics_token),
                            "speech": Speech.from_path(metrics)}
             finally:
+                sweeper.cancel()
                 await hub.close()
                 await sessions.close()
         finally:

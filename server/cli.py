@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import gc
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -16,7 +15,7 @@ from typing import Any, TypeVar
 import asyncpg
 import orjson
 
-from server import __version__, accounts, logs, migrations, reports
+from server import __version__, accounts, collector, logs, migrations, reports
 from server.config import Config, ConfigError
 from server.db import init_connection
 from server.embedded import EmbeddedPostgres
@@ -81,12 +80,7 @@ def cmd_serve(config: Config, ns: argparse.Namespace) -> int:
         # into the previous handler; a no-op one lets us stop the embedded Postgres.
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: None)
-        # Thousands of long-lived sockets make every young collection expensive (py-spy:
-        # a third of fan-out CPU in gc_collect_main): keep the start-up heap out of the
-        # collector and collect less often.
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 1000)
+        collector.tune()
         Server(uvicorn_config(app, host=host, port=port)).run()
     return 0
 

@@ -47,6 +47,9 @@ class Metrics:
         self.delivery_lag = Histogram(
             "event_delivery_lag_seconds", "Event commit to frame handed to the socket",
             buckets=LAG_BUCKETS, registry=r)
+        self.gc_sweep = Histogram(
+            "gc_sweep_seconds", "Full garbage collections (one a minute): how long each "
+            "held the event loop", buckets=LAG_BUCKETS, registry=r)
         self.queue_waiting = Gauge(
             "queue_waiting", "Patients waiting per clinic today", ["clinic"], registry=r)
         self.displays_connected = Gauge(

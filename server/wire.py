@@ -172,3 +172,13 @@ class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
         if scope is not None and self.response.status_code == 101:
             # The ASGI task is created but has not run yet: it sees the extension.
             scope["extensions"][EXTENSION] = DirectWriter(self)
+
+    def on_task_complete(self, task: asyncio.Task[None]) -> None:
+        super().on_task_complete(task)
+        # The app is done with its socket: take its writer out of the scope. The writer
+        # points back at this protocol, whose scope points at the writer; left in place,
+        # every closed connection is a cycle that only a full collection frees, and the
+        # serving process collects its oldest generation rarely (server/cli.py).
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope["extensions"].pop(EXTENSION, None)
