@@ -62,6 +62,8 @@ def main() -> int:
     parser.add_argument("--only", help="just the faults whose names contain one of these "
                         "comma-separated words (e.g. 'storm,hostile'); for chasing one finding")
     parser.add_argument("--soak", type=float, help="the soak's seconds (0: none)")
+    parser.add_argument("--rate", type=float, help="offer this many commands a second "
+                        "instead of calibrating (e.g. a rate with headroom for a soak)")
     parser.add_argument("--results", help="write the results in this folder of "
                         "tests/chaos/results/ (e.g. 'soak' for `make soak`)")
     ns = parser.parse_args()
@@ -72,6 +74,8 @@ def main() -> int:
     plan = Plan.make(ns.quick)
     if ns.soak is not None:
         plan = dataclasses.replace(plan, soak_seconds=ns.soak)
+    if ns.rate:
+        plan = dataclasses.replace(plan, fixed_rate=ns.rate)
     # A longer soak than the plan's moves the deadline with it.
     watchdog(DEADLINE[ns.quick] + max(0.0, (ns.soak or 0.0) - Plan.make(ns.quick).soak_seconds))
     started, head = datetime.now(UTC), commit()  # the code that runs, not the one after

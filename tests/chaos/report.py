@@ -107,10 +107,11 @@ def markdown(r: dict[str, Any]) -> str:
         f"({clients['displays']} displays on clinic channels, {clients['phones']} phones on "
         f"`me`, {clients['staff']} staff on staff channels, over {clients['clinics']} "
         f"clinics) and mixed enter / call / done commands offered at {rate['offered']}/s "
-        f"(half the benchmark's sustained rate is {rate['benchmark_half']}/s; "
-        "steps tried: " + "; ".join(
-            f"{s['rate']}/s -> {s['achieved']}/s ok, errors {s['errors'] or 'none'}, "
-            f"reply p99 {s['reply_p99_ms']} ms" for s in rate["steps"]) + ").",
+        f"(half the benchmark's sustained rate is {rate['benchmark_half']}/s; " + (
+            "steps tried: " + "; ".join(
+                f"{s['rate']}/s -> {s['achieved']}/s ok, errors {s['errors'] or 'none'}, "
+                f"reply p99 {s['reply_p99_ms']} ms" for s in rate["steps"])
+            if rate["steps"] else "set by `--rate`, not calibrated") + ").",
         "",
         *fault_table(r["faults"]),
         "",

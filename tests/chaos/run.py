@@ -40,6 +40,7 @@ class Plan:
     warmup: float
     breaker_reset: int | None = None  # BREAKER_RESET_SECONDS; None: the default (60)
     hostile_behaviours: tuple[str, ...] = ("garbage", "oversized", "logins", "pins")
+    fixed_rate: float | None = None  # `--rate`: offer this, no calibration
 
     @classmethod
     def make(cls, quick: bool) -> Plan:
@@ -261,6 +262,10 @@ class Run(Soak):
         """Offer half the benchmark's sustained rate; if this machine cannot keep it up
         with everything else on it, step down and say so."""
         assert self.crowds is not None
+        if self.plan.fixed_rate:
+            self.rate = self.plan.fixed_rate
+            return {"offered": round(self.rate), "benchmark_half": self.plan.rate,
+                    "steps": [], "note": "fixed by --rate"}
         tried = []
         seconds = 3.0 if self.plan.quick else 10.0
         fractions = (1, 1 / 2, 1 / 5, 2 / 15) if self.plan.quick else \
