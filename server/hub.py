@@ -267,7 +267,7 @@ class Hub:
 
     async def _reset(self, sub: Subscription) -> None:
         try:
-            cut = await self._send_snapshot(sub, sub.seq, reset=True)
+            cut = await self._send_reset(sub, sub.seq)
             self._go_live(sub, cut)
         except Exception as exc:
             log.warning("hub.reset_failed", error=type(exc).__name__)
@@ -525,7 +525,9 @@ class Hub:
         if sub.channel.kind == "me" and sub.channel.patient is not None:
             self.notices.baseline(sub.channel.patient, seq, state.get("entry"))
 
-    async def _send_snapshot(self, sub: Subscription, cut: int, *, reset: bool) -> int:
+    async def _send_reset(self, sub: Subscription, cut: int) -> int:
+        """A reset snapshot for a live subscriber whose events were pruned (seq `cut`
+        is the last it was sent); returns the snapshot's seq."""
         seq, state = await self.views.snapshot(sub.channel)
         # Events the subscriber has not seen but the snapshot already reflects go first.
         batch, sub.pending = sub.pending, []
@@ -536,5 +538,5 @@ class Hub:
             elif pending_seq > seq:
                 later.append((pending_seq, frame, event))
         sub.pending = later + sub.pending
-        await self._put_snapshot(sub, seq, state, reset=reset)
+        await self._put_snapshot(sub, seq, state, reset=True)
         return seq
