@@ -24,6 +24,9 @@ from tests.chaos.driver import TERMINAL, Driver
 
 DISPLAY, PHONE, STAFF = "display", "phone", "staff"
 SETUP_TIMEOUT = 5.0
+# A display says something about once a minute, as the real one's display.hello every
+# 15 s does: the server closes an anonymous socket silent for 300 s (server/ws.py).
+DISPLAY_SPEAKS = (45.0, 75.0)
 # A full patient ID (10+ digits in a row) or a PIN's field in a public or patient frame.
 FULL_ID = re.compile(rb"(?<![0-9A-Za-z])[0-9]{10,}(?![0-9A-Za-z])")
 RECENT = 2048                 # accepted seqs remembered to tell a repeat from a late one
@@ -249,7 +252,7 @@ class Crowd:
             try:
                 await self.open(client)
                 attempt = 0
-                await client.down.wait()
+                await self.stay(client)
             except Exception as exc:
                 name = type(exc).__name__
                 self.connect_errors[name] = self.connect_errors.get(name, 0) + 1
@@ -261,6 +264,21 @@ class Crowd:
             delay = min(2.0, 0.1 * 2 ** min(attempt, 5))
             await asyncio.sleep(random.uniform(delay / 2, delay))
             attempt += 1
+
+    async def stay(self, client: Client) -> None:
+        """Until the socket drops. A display that reads sends a `ping` now and then;
+        without it the servers closed every display as idle every five minutes and all
+        584 reconnected at once, which no real display does (docs/chaos.md, finding 12).
+        One that stopped reading (the slow-reader fault) stays silent, frozen."""
+        while not client.down.is_set():
+            if client.spec.kind != DISPLAY:
+                await client.down.wait()
+                return
+            try:
+                await asyncio.wait_for(client.down.wait(), random.uniform(*DISPLAY_SPEAKS))
+            except TimeoutError:
+                if client.reading:
+                    client.request("ping")
 
     async def open(self, client: Client) -> None:
         client.down = asyncio.Event()
