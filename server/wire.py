@@ -178,7 +178,7 @@ class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
         # The app is done with its socket: take its writer out of the scope. The writer
         # points back at this protocol, whose scope points at the writer; left in place,
         # every closed connection is a cycle that only a full collection frees, and the
-        # serving process collects its oldest generation rarely (server/cli.py).
+        # serving process collects its oldest generation rarely (server/collector.py).
         scope = getattr(self, "scope", None)
         if scope is not None:
             scope["extensions"].pop(EXTENSION, None)

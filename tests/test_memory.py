@@ -1,5 +1,5 @@
 """A closed connection is freed when it closes, by reference counting: a serving
-process collects its oldest generation rarely (server/cli.py), so anything a closed
+process collects its oldest generation rarely (server/collector.py), so anything a closed
 socket leaves in a reference cycle stays until then, and a day of reconnecting phones
 is a day of growing memory (docs/chaos.md, finding 12)."""
 
