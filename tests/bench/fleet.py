@@ -14,7 +14,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from tests.bench import loadgen
+from tests.bench import loadgen, worker
 
 SOURCES = tuple(f"127.0.0.{i}" for i in range(1, 9))
 COMMAND_TIMEOUT = 600.0
@@ -58,12 +58,7 @@ class Fleet:
             member.conn.send(command)
 
         def answer(member: Member) -> dict[str, Any]:
-            if not member.conn.poll(COMMAND_TIMEOUT):
-                raise TimeoutError(f"{member.process.name} did not answer")
-            reply: dict[str, Any] = member.conn.recv()
-            if "failed" in reply:
-                raise RuntimeError(f"{member.process.name}: {reply['failed']}")
-            return reply
+            return worker.answer(member.conn, member.process.name, COMMAND_TIMEOUT)
 
         return list(self._pool.map(answer, members))
 

@@ -1,7 +1,7 @@
 """The command loop of the load-generating processes (the benchmark's workers, the
 chaos run's crowds, its hostile crowd and its screens): each reads commands from its
 pipe, `{"cmd": name, ...}`, runs `cmd_<name>(**rest)` and sends back what it returns,
-or `{"failed": traceback}`; `close` ends the loop."""
+or `{"failed": traceback}`; `close` ends the loop. `answer` is the other end."""
 
 from __future__ import annotations
 
@@ -15,6 +15,17 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import uvloop
+
+
+def answer(conn: Connection, name: str, timeout: float) -> dict[str, Any]:
+    """The coordinator's side: a process's answer to the command it was sent, within
+    `timeout` seconds; its traceback raised when it failed."""
+    if not conn.poll(timeout):
+        raise TimeoutError(f"{name} did not answer")
+    reply: dict[str, Any] = conn.recv()
+    if "failed" in reply:
+        raise RuntimeError(f"{name}: {reply['failed']}")
+    return reply
 
 
 async def serve(conn: Connection, handler: object, close: Callable[[], Awaitable[Any]], *,

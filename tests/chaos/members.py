@@ -11,6 +11,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from tests.bench import worker
 from tests.chaos import crowd
 
 COMMAND_TIMEOUT = 300.0
@@ -28,12 +29,7 @@ class Member:
         self.conn.send(command)
 
     def receive(self, timeout: float = COMMAND_TIMEOUT) -> dict[str, Any]:
-        if not self.conn.poll(timeout):
-            raise TimeoutError(f"{self.process.name} did not answer")
-        reply: dict[str, Any] = self.conn.recv()
-        if "failed" in reply:
-            raise RuntimeError(f"{self.process.name}: {reply['failed']}")
-        return reply
+        return worker.answer(self.conn, self.process.name, timeout)
 
     def ask(self, command: dict[str, Any], timeout: float = COMMAND_TIMEOUT) -> dict[str, Any]:
         self.send(command)
