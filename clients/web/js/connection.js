@@ -32,12 +32,14 @@ export class ConnectionBadge {
       clearTimeout(this.graceTimer);
       this.graceTimer = setTimeout(() => this.render(), grace);
       this.badge.hidden = true;
+      this.badge.dataset.state = "connecting";
       return;
     }
     // Before the first connection there is nothing stale to grey; the badge still shows.
     this.scope.classList.toggle("stale", !online && this.everOnline);
     this.scope.classList.toggle("offline", !online);
     this.badge.hidden = online;
+    this.badge.dataset.state = online ? "online" : "offline";
     if (online) {
       this.badge.textContent = "";
       return;
