@@ -4,7 +4,8 @@ encodes it once and writes it to each socket without a task switch per socket.
 
 `FanoutWebSocketProtocol` is uvicorn's sans-io WebSocket protocol plus one ASGI
 extension, `mmc.direct`: a `DirectWriter` for the accepted socket, and its keepalive
-pings timed on a shared grid and skipped for a peer just heard from. Everything else
+pings timed on a shared grid and skipped for a peer just heard from; at the server's
+stop, a socket already closing is dropped rather than sent 1012. Everything else
 (handshake, sending pings and reading pongs, closing, reading) stays uvicorn's and
 websockets'.
 """
@@ -18,6 +19,7 @@ import struct
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
+from websockets.protocol import State
 
 EXTENSION = "mmc.direct"
 _TEXT_FIN = 0x81  # FIN + opcode 1 (text), RFC 6455 section 5.2
@@ -165,6 +167,19 @@ class FanoutWebSocketProtocol(WebSocketsSansIOProtocol):
                 self._ping_in(self.ping_interval - quiet)
                 return
         super().send_keepalive_ping()
+
+    def shutdown(self) -> None:
+        # The server is stopping. A peer whose close we have answered already (websockets
+        # replies as it reads the peer's close, and uvicorn then closes the transport)
+        # is closing, not open: uvicorn would send it 1012 all the same, websockets
+        # refuses (InvalidState), and the exception ends the server's shutdown before
+        # the sockets after this one are told 1012. Such a socket has nothing left to
+        # say: it is dropped, without waiting for frames it may never read.
+        if not self.close_sent and self.conn.state in (State.CLOSING, State.CLOSED):
+            self.stop_keepalive()
+            self.transport.abort()
+            return
+        super().shutdown()
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)

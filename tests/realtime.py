@@ -4,8 +4,10 @@ websockets clients that keep every frame they receive, and session tokens."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
+import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -147,3 +149,22 @@ async def peers(url: str, count: int) -> AsyncIterator[list[Peer]]:
     finally:
         for peer in opened:
             await peer.close()
+
+
+async def upgraded(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A bare WebSocket client: handshake done, nothing answered unless the test does."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        f"Sec-WebSocket-Version: 13\r\n\r\n".encode())
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    return reader, writer
+
+
+def client_frame(opcode: int, payload: bytes) -> bytes:
+    """One masked client frame (RFC 6455 section 5.3), payload under 126 bytes."""
+    mask = os.urandom(4)
+    return (bytes((0x80 | opcode, 0x80 | len(payload))) + mask
+            + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))

@@ -5,8 +5,6 @@ answers is kept."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
 import socket
 
 from server.app import create_app
@@ -14,7 +12,7 @@ from server.clock import ManualClock
 from server.config import Config
 from server.wire import PING_GRID, FanoutWebSocketProtocol, quiet_for
 from tests.harness import serve
-from tests.realtime import Peer
+from tests.realtime import Peer, client_frame, upgraded
 
 
 async def test_a_ping_falls_due_on_the_grid_within_one_slot_of_its_interval() -> None:
@@ -39,7 +37,7 @@ async def test_a_silent_peer_is_dropped_and_an_answering_one_is_kept(
     async with serve(app, ws_ping_interval=0.3, ws_ping_timeout=0.3) as live:
         answering = await Peer.open(live.ws_url)
         await answering.call("subscribe", {"channel": "clinic:eyes"})
-        reader, writer = await _upgraded(live.port)
+        reader, writer = await upgraded(live.port)
         received = b""
         async with asyncio.timeout(10):  # never answered: dropped after ping + timeout
             while chunk := await reader.read(4096):
@@ -51,37 +49,18 @@ async def test_a_silent_peer_is_dropped_and_an_answering_one_is_kept(
         await answering.close()
 
 
-async def _upgraded(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A bare WebSocket client: handshake done, nothing answered unless the test does."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(
-        f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-        f"Sec-WebSocket-Version: 13\r\n\r\n".encode())
-    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
-    return reader, writer
-
-
-def _client_frame(opcode: int, payload: bytes) -> bytes:
-    """One masked client frame (RFC 6455 section 5.3), payload under 126 bytes."""
-    mask = os.urandom(4)
-    return (bytes((0x80 | opcode, 0x80 | len(payload))) + mask
-            + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
-
-
 async def test_a_peer_heard_from_is_pinged_only_once_quiet_for_an_interval(
         dsn: str, clock: ManualClock) -> None:
     app = create_app(Config(database_url=dsn, db_pool_min=1, db_pool_max=4), clock=clock)
     interval = 0.5  # 50 ms heartbeats leave room for a slow machine's stalls
     async with serve(app, ws_ping_interval=interval, ws_ping_timeout=interval) as live:
-        reader, writer = await _upgraded(live.port)
+        reader, writer = await upgraded(live.port)
         loop = asyncio.get_running_loop()
         # For four intervals the peer's TCP is heard from every 50 ms (an unsolicited
         # pong, which RFC 6455 allows and the server ignores): no ping is sent.
         heard_until = loop.time() + 4 * interval
         while True:
-            writer.write(_client_frame(0xA, b"still here"))
+            writer.write(client_frame(0xA, b"still here"))
             await writer.drain()
             last_heard = loop.time()
             if last_heard >= heard_until:

@@ -1,11 +1,14 @@
 """`python -m server serve` on the embedded default: ready, first admin, clean stop;
-the uvicorn server it runs (server/runner.py): stops when told, keeps its Date."""
+the uvicorn server it runs (server/runner.py): stops when told, keeps its Date, and tells
+every open socket 1012 even while another is closing."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -21,7 +24,9 @@ from server.clock import ManualClock
 from server.config import Config
 from server.embedded import SETTINGS, SETTINGS_FILE
 from server.runner import Server
+from server.wire import FanoutWebSocketProtocol, encode_text
 from tests.harness import MS, Cluster, free_port, serve
+from tests.realtime import Peer, client_frame, upgraded
 
 READY_WITHIN = 60.0
 
@@ -116,6 +121,40 @@ async def test_the_server_stops_as_soon_as_it_is_told(
         async with serve(app) as live, httpx.AsyncClient() as client:
             assert (await client.get(f"{live.http_url}/health")).status_code == 200
         assert live.task.done()
+
+
+async def test_a_stop_while_a_stalled_peer_closes_still_tells_every_other_socket_1012(
+        dsn: str, clock: ManualClock) -> None:
+    """A phone that stopped reading, frames waiting for it, sends its close. The server
+    answers and closes its transport, which waits for those frames to leave. Told to stop
+    then, uvicorn sent 1012 on that closing connection: websockets refused
+    (InvalidState), the exception ended the shutdown, and the sockets after it were
+    never told to move (a CI failure, tests/web/test_admin.py)."""
+    app = create_app(Config(database_url=dsn, db_pool_min=1, db_pool_max=4), clock=clock)
+    async with asyncio.timeout(30):
+        async with serve(app) as live:
+            displays = [await Peer.open(live.ws_url) for _ in range(4)]
+            _, writer = await upgraded(live.port)
+            port = writer.get_extra_info("sockname")[1]
+            stalled = next(c for c in live.server.server_state.connections
+                           if isinstance(c, FanoutWebSocketProtocol) and c.client[1] == port)
+            writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            ours = stalled.transport.get_extra_info("socket")
+            ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            for _ in range(16):  # what the hub would push, never read
+                stalled.transport.write(encode_text("x" * 60_000))
+            writer.write(client_frame(0x8, struct.pack("!H", 1001)))
+            await writer.drain()
+            for _ in range(500):  # the close is read and answered
+                if stalled.transport.is_closing():
+                    break
+                await asyncio.sleep(10 * MS)
+            assert stalled.transport.get_write_buffer_size() > 0, "its frames still wait"
+            assert stalled in live.server.server_state.connections
+        assert live.task.done() and live.task.exception() is None
+        for display in displays:
+            assert await display.wait_closed() == 1012
+        writer.close()
 
 
 async def test_the_date_header_keeps_up_with_the_wall_clock(
