@@ -1,5 +1,6 @@
 """Realtime test pieces: the app served by uvicorn on 127.0.0.1:0 with its hub, raw
-websockets clients that keep every frame they receive, and session tokens."""
+websockets clients that keep every frame they receive, session tokens, and a bare
+client that writes its frames by hand (for tests of the wire itself)."""
 
 from __future__ import annotations
 
