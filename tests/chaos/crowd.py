@@ -270,10 +270,10 @@ class Crowd:
         without it the servers closed every display as idle every five minutes and all
         584 reconnected at once, which no real display does (docs/chaos.md, finding 12).
         One that stopped reading (the slow-reader fault) stays silent, frozen."""
+        if client.spec.kind != DISPLAY:
+            await client.down.wait()
+            return
         while not client.down.is_set():
-            if client.spec.kind != DISPLAY:
-                await client.down.wait()
-                return
             try:
                 await asyncio.wait_for(client.down.wait(), random.uniform(*DISPLAY_SPEAKS))
             except TimeoutError:
