@@ -1,6 +1,7 @@
 """What the browser tests share: Debian's Chromium driven by Playwright (skipped plainly
 when absent, unless MMC_REQUIRE_BROWSER=1), pages that record console errors and failed
-requests, axe-core runs, screenshots in tests/artifacts/, and the app served on a port."""
+requests (and keep their sockets' last frames, told when a wait times out), axe-core
+runs, screenshots in tests/artifacts/, and the app served on a port."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import contextlib
 import os
 import re
 import shutil
+import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from server.app import create_app
+from server.breaker import CircuitBreaker
 from server.clock import Clock
 from server.config import Config
 from server.runner import Server, uvicorn_config
@@ -32,6 +36,7 @@ REQUIRED = os.environ.get("MMC_REQUIRE_BROWSER") == "1"
 WAIT_MS = max(15_000, int(15_000_000 * MS))
 PHONE = {"width": 360, "height": 800}
 WALL = {"width": 1920, "height": 1080}
+FRAMES_KEPT = 60
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
@@ -71,12 +76,28 @@ class Watched:
     name: str
     errors: list[str] = field(default_factory=list)
     expected_statuses: set[tuple[str, int]] = field(default_factory=set)
+    # The last frames of the page's WebSockets, told when a wait times out.
+    frames: deque[str] = field(default_factory=lambda: deque(maxlen=FRAMES_KEPT))
 
     def attach(self) -> None:
+        self.page.on("websocket", self._websocket)
         self.page.on("console", self._console)
         self.page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
         self.page.on("requestfailed", self._failed)
         self.page.on("response", self._response)
+
+    def _websocket(self, ws: Any) -> None:
+        started = time.monotonic()
+
+        def note(arrow: str, payload: Any) -> None:
+            text = payload if isinstance(payload, str) else f"<{len(payload)} bytes>"
+            self.frames.append(f"{time.monotonic() - started:8.3f} {arrow} {text[:300]}")
+
+        self.frames.append(f"   0.000 open {ws.url}")
+        ws.on("framesent", lambda payload: note("->", payload))
+        ws.on("framereceived", lambda payload: note("<-", payload))
+        ws.on("close", lambda _: self.frames.append(
+            f"{time.monotonic() - started:8.3f} closed"))
 
     def _console(self, message: Any) -> None:
         if message.type != "error":
@@ -113,7 +134,15 @@ class Watched:
         return path
 
     async def wait(self, js: str, arg: Any = None, *, within_ms: int = WAIT_MS) -> Any:
-        return await self.page.wait_for_function(js, arg=arg, timeout=within_ms)
+        try:
+            return await self.page.wait_for_function(js, arg=arg, timeout=within_ms)
+        except Exception as exc:
+            if type(exc).__name__ != "TimeoutError":  # Playwright's, imported only if present
+                raise
+            # What the page heard and said is what tells a race from a wedge.
+            exc.add_note(f"{self.name}: the last frames of its sockets:\n"
+                         + "\n".join(self.frames))
+            raise
 
 
 async def axe_violations(page: Any, context: Any) -> list[dict[str, Any]]:
@@ -166,9 +195,12 @@ async def open_page(browser: Any, url: str, name: str, *, viewport: dict[str, in
 
 
 @contextlib.asynccontextmanager
-async def site(dsn: str, clock: Clock | None, port: int = 0) -> AsyncIterator[LiveServer]:
-    """The app on 127.0.0.1 (a fixed port when given, so that it can come back there)."""
-    app = create_app(Config(database_url=dsn, db_pool_min=1, db_pool_max=10), clock=clock)
+async def site(dsn: str, clock: Clock | None, port: int = 0, *,
+               breaker: CircuitBreaker | None = None) -> AsyncIterator[LiveServer]:
+    """The app on 127.0.0.1 (a fixed port when given, so that it can come back there),
+    with `breaker` as its database's circuit breaker when given."""
+    app = create_app(Config(database_url=dsn, db_pool_min=1, db_pool_max=10), clock=clock,
+                     breaker=breaker)
     if port == 0:
         async with serve(app) as live:
             yield live

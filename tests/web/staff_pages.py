@@ -35,7 +35,8 @@ class StaffWatched(Watched):
 async def open_staff(browser: Any, url: str, name: str, **options: Any) -> StaffWatched:
     """open_page, with the patient waits; the listeners keep filling the same lists."""
     watched = await open_page(browser, url, name, **options)
-    return StaffWatched(watched.page, watched.name, watched.errors, watched.expected_statuses)
+    return StaffWatched(watched.page, watched.name, watched.errors, watched.expected_statuses,
+                        watched.frames)
 
 
 def wall_clock(clock: ManualClock, minutes_ago: float = 0) -> None:

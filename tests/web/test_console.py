@@ -10,14 +10,19 @@ from typing import Any
 import asyncpg
 import pytest
 
+from server.breaker import CircuitBreaker
+from server.breaker import State as BreakerState
 from server.clock import ManualClock
 from server.pages import WEB_ROOT
 from tests.api import STAFF_PASSWORD, create_accounts
+from tests.harness import LiveServer
+from tests.realtime import Peer
 from tests.web.browser import AXE, Watched, missing, site
 from tests.web.staff_pages import (
     DESKTOP,
     TABLET,
     Audit,
+    StaffWatched,
     admin_peer,
     open_staff,
     queue_examinees,
@@ -27,6 +32,7 @@ from tests.web.staff_pages import (
 from tests.web.test_pages import markup, table
 
 CURRENT = "() => document.getElementById('current-number').textContent"
+ROWS = "document.getElementById('waiting-rows').children.length"
 
 
 async def called_at(dsn: str, clinic: str) -> list[int]:
@@ -45,24 +51,61 @@ async def settled(console: Watched) -> None:
                        " === 'false'")
 
 
+async def lab_console(browser: Any, live: LiveServer, clock: ManualClock, prefix: str,
+                      name: str) -> tuple[list[Peer], StaffWatched]:
+    """Three examinees waiting at the laboratory (IDs `prefix` + 01..03, queued ten
+    minutes ago) and its console signed in, in English on the desktop, showing them."""
+    peers = await queue_examinees(live, [f"{prefix}{n:02d}" for n in (1, 2, 3)])
+    wall_clock(clock)
+    console = await open_staff(browser, f"{live.http_url}/clinic", name, viewport=DESKTOP,
+                               lang="en")
+    await sign_in(console, "staff_lab", STAFF_PASSWORD)
+    await console.wait(f"() => {ROWS} === 3")
+    return peers, console
+
+
 async def test_a_double_click_on_call_next_calls_exactly_one(browser: Any, dsn: str,
                                                             clock: ManualClock) -> None:
     wall_clock(clock, 10)
     await create_accounts(dsn)
     async with site(dsn, clock) as live:
-        peers = await queue_examinees(live, ["4000001", "4000002", "4000003"])
-        wall_clock(clock)
-        console = await open_staff(browser, f"{live.http_url}/clinic", "console-double",
-                                  viewport=DESKTOP, lang="en")
-        await sign_in(console, "staff_lab", STAFF_PASSWORD)
-        await console.wait("() => document.getElementById('waiting-rows').children.length === 3")
+        peers, console = await lab_console(browser, live, clock, "40000", "console-double")
         await console.page.dblclick("#act-call")
         await console.wait("() => document.getElementById('action-done').textContent !== ''")
         await settled(console)
-        await console.wait("() => document.getElementById('waiting-rows').children.length === 2")
+        await console.wait(f"() => {ROWS} === 2")
         assert await called_at(dsn, "lab") == [1]
         assert await console.page.evaluate("window.mmcProbe.sent.call") == 1
         assert await console.page.evaluate(CURRENT) == "1"
+        for peer in peers:
+            await peer.close()
+        await console.page.context.close()
+    console.assert_clean()
+
+
+async def test_a_fresh_list_refused_while_the_database_is_away_is_asked_for_again(
+        browser: Any, dsn: str, clock: ManualClock) -> None:
+    """After an outage the hub is back before the breaker lets calls through: an event
+    reaches the console, the fresh snapshot it asks for is refused (`unavailable`), and
+    the console asks again until its list is current. (Before, it sat on the old list
+    with no subscription left, so no later event could mend it.) The breaker is the
+    server's own, opened as the pool opens it when Postgres cannot be reached."""
+    breaker = CircuitBreaker(failure_threshold=1, reset_timeout=2.0)
+    wall_clock(clock, 10)
+    await create_accounts(dsn)
+    async with site(dsn, clock, breaker=breaker) as live:
+        peers, console = await lab_console(browser, live, clock, "41000", "console-refused")
+        breaker.record_failure()
+        assert breaker.state is BreakerState.OPEN
+        # Another desk calls the next examinee; its commit reaches the hub, not the pool.
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute("SELECT mmc_call_next($1, $2)", "lab", clock.now())
+        finally:
+            await conn.close()
+        await console.wait(f"() => {ROWS} === 2"
+                           " && document.getElementById('current-number').textContent === '1'")
+        assert breaker.state is not BreakerState.OPEN
         for peer in peers:
             await peer.close()
         await console.page.context.close()

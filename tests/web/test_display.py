@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from server.breaker import CircuitBreaker
 from server.clock import ManualClock
 from server.db import init_connection
 from tests.realtime import Peer
@@ -187,6 +188,40 @@ async def test_a_dead_link_shows_offline_and_recovers(
                            " && !document.body.classList.contains('stale')", within_ms=30000)
         display.errors = [e for e in display.errors if "WebSocket" not in e]
         display.assert_clean()
+
+
+async def test_a_waiting_count_refused_for_a_moment_is_asked_for_again(
+        browser: Any, dsn: str, clock: ManualClock) -> None:
+    """A called examinee is sent back to wait (skipped) while the breaker is open: no
+    public event counts that, the display's fresh count is refused (503, Retry-After),
+    and the display asks again rather than wait for the next change, which a quiet
+    clinic may not bring for long. After an outage the hub is back before the pool is
+    let through; the breaker is the server's own, opened as the pool opens it."""
+    breaker = CircuitBreaker(failure_threshold=1, reset_timeout=2.0)
+    async with site(dsn, clock, breaker=breaker) as live:
+        peer = await Peer.open(live.ws_url)
+        await peer.call("patient.login", {"patient_id": "4200001", "gender": "male"})
+        await peer.call("queue.enter", {"clinic": "lab"})
+        display = await open_page(
+            browser, f"{live.http_url}/display?clinics=lab&name=Lab", "refused-count-display",
+            viewport=WALL, expected={("/api/v1/stats-queues", 503), ("/api/v1/announce", 503)})
+        count = "document.querySelector('[data-clinic=lab] .waiting .count').textContent"
+        await display.wait("() => document.getElementById('connection').dataset.state"
+                           f" === 'online' && {count} === '1'")
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute("SELECT mmc_call_next($1, $2)", "lab", clock.now())
+            await display.wait(SHOWS, ["lab", 1])
+            await display.wait(f"() => {count} === '0'")
+            breaker.record_failure()
+            await conn.execute("SELECT mmc_entry_action($1, $2, $3, $4)", "lab", 1, "skip",
+                               clock.now())
+        finally:
+            await conn.close()
+        await display.wait(f"() => {count} === '1'")
+        display.assert_clean()
+        await peer.close()
+        await display.page.context.close()
 
 
 async def test_a_display_offline_for_ten_minutes_reloads_itself(

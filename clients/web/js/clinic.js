@@ -15,6 +15,8 @@ const ACTIONS = {
 };
 const TICK_MS = 15000;        // "time waited" is said in minutes
 const REFRESH_DELAY_MS = 80;  // a burst of events asks for one fresh snapshot
+const RETRY_FIRST_MS = 500;   // a refused snapshot is asked for again, backing off...
+const RETRY_MAX_MS = 10000;   // ...to at most this
 
 // What tests read: requests sent per action, and whether the page is ready.
 const probe = (window.mmcProbe = { ready: false, sent: {} });
@@ -62,15 +64,30 @@ function onFrame(frame) {
 }
 
 let refreshTimer = null;
-function refreshSoon() {
+let refused = 0;  // fresh snapshots refused in a row
+function refreshSoon(delay = REFRESH_DELAY_MS) {
   clearTimeout(refreshTimer);
-  refreshTimer = setTimeout(() => {
-    // A fresh subscribe answers with a snapshot: the list as the server has it now.
-    if (!state.clinic || !socket.online) return;
-    socket.request("unsubscribe", { channel: channel() }).catch(() => {})
-      .then(() => { socket.forget(channel()); return socket.resume(channel()); })
-      .catch(() => {});
-  }, REFRESH_DELAY_MS);
+  refreshTimer = setTimeout(refresh, delay);
+}
+
+/** Subscribing again asks the server for the list as it is now: a fresh snapshot. */
+async function refresh() {
+  // Offline there is nothing to ask: the reconnect subscribes afresh (signedIn).
+  if (!state.clinic || !socket.online) return;
+  const name = channel();
+  socket.forget(name);
+  try {
+    await socket.resume(name);
+    refused = 0;
+  } catch (error) {
+    // Refused (the database away a moment, a timeout): the server has let the old
+    // subscription go and holds no new one, so no event would ask again. Ask again
+    // while this socket is up and this clinic is still the one shown.
+    if (!socket.online || name !== channel()) return;
+    refused += 1;
+    const told = (error.retryAfter || 0) * 1000;
+    refreshSoon(Math.min(RETRY_MAX_MS, Math.max(told, RETRY_FIRST_MS * 2 ** Math.min(refused, 5))));
+  }
 }
 
 async function loadPin() {

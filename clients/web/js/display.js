@@ -12,6 +12,7 @@ const CLINIC_CODE = /^[a-z][a-z0-9_]{0,31}$/;
 const HELLO_EVERY_MS = 15000;
 const RELOAD_AFTER_OFFLINE_MS = 10 * 60 * 1000;
 const WAITING_REFRESH_MS = 1000;
+const WAITING_RETRY_MAX_MS = 10000;
 
 // What tests and the benchmark read: every call this page announced, in order.
 const probe = (window.mmcProbe = { announced: [], played: null, ready: false });
@@ -82,19 +83,32 @@ function onClinicFrame(code, frame) {
 }
 
 let waitingTimer = null;
-function refreshWaitingSoon() {
+function refreshWaitingSoon(delay = WAITING_REFRESH_MS) {
   if (waitingTimer) return;
-  waitingTimer = setTimeout(async () => {
-    waitingTimer = null;
-    try {
-      const response = await fetch("/api/v1/stats-queues", { cache: "no-store" });
-      if (!response.ok) return;
-      const body = await response.json();
-      for (const clinic of body.result.clinics || []) {
-        cards.get(clinic.clinic)?.setWaiting(clinic.total_waiting);
-      }
-    } catch { /* offline: the badge says so */ }
-  }, WAITING_REFRESH_MS);
+  waitingTimer = setTimeout(refreshWaiting, delay);
+}
+
+/** The clinics' waiting counts, which no public event carries. */
+async function refreshWaiting() {
+  waitingTimer = null;
+  let body;
+  try {
+    const response = await fetch("/api/v1/stats-queues", { cache: "no-store" });
+    if (response.status === 429 || response.status >= 500) {
+      // Refused (the database away a moment, a flood): ask again as told, or the
+      // counts wait for an invalidation that a quiet clinic may not send for long.
+      const told = Number(response.headers.get("Retry-After")) || 1;
+      if (socket.online) refreshWaitingSoon(Math.min(WAITING_RETRY_MAX_MS, told * 1000));
+      return;
+    }
+    if (!response.ok) return;
+    body = await response.json();
+  } catch {
+    return;  // offline: the badge says so, and coming back asks again
+  }
+  for (const clinic of body.result.clinics || []) {
+    cards.get(clinic.clinic)?.setWaiting(clinic.total_waiting);
+  }
 }
 
 function helloArgs() {
