@@ -1,6 +1,7 @@
 """The clinic console (/clinic) in Chromium: a double click on Call next calls exactly one
-examinee (counted in the database); every action by keyboard; No-show asks first; the
-clinic paused live; axe and screenshots of every state, desktop and tablet, both languages."""
+examinee (counted in the database); a fresh list refused while the database is away is
+asked for again; every action by keyboard; No-show asks first; the clinic paused live;
+axe and screenshots of every state, desktop and tablet, both languages."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The waiting-room display on its own: it introduces itself (and keeps its id across a
 reload), flashes its name when the admin asks, speaks with the server's voice, asks for
-a tap before sound, and notices a dead link without the server closing it."""
+a tap before sound, notices a dead link without the server closing it, and asks again
+for waiting counts the server refused."""
 
 from __future__ import annotations
 

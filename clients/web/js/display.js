@@ -88,7 +88,8 @@ function refreshWaitingSoon(delay = WAITING_REFRESH_MS) {
   waitingTimer = setTimeout(refreshWaiting, delay);
 }
 
-/** The clinics' waiting counts, which no public event carries. */
+/** The clinics' waiting counts as the server has them: events move a count by one,
+ *  and only this mends what no public event tells (a postponed number back in line). */
 async function refreshWaiting() {
   waitingTimer = null;
   let body;
